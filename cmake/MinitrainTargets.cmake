@@ -1,0 +1,43 @@
+# Per-target settings shared by every minitrain library, test and example.
+
+# Warnings for our own code only (never global flags, never -ffast-math: it turns isnan into false).
+function(minitrain_set_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+endfunction()
+
+function(minitrain_set_sanitizers target)
+  if(MINITRAIN_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer
+                                             -fno-sanitize-recover=undefined)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
+endfunction()
+
+# add_minitrain_library(<part> SOURCES ...): library minitrain_<part>, alias minitrain::<part>,
+# headers in <part>/include, exported as minitrain::<part>.
+function(add_minitrain_library part)
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(minitrain_${part} ${ARG_SOURCES})
+  add_library(minitrain::${part} ALIAS minitrain_${part})
+  set_target_properties(minitrain_${part} PROPERTIES EXPORT_NAME ${part} OUTPUT_NAME minitrain_${part})
+  target_include_directories(minitrain_${part} PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  target_compile_features(minitrain_${part} PUBLIC cxx_std_17)
+  target_link_libraries(minitrain_${part} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  minitrain_set_warnings(minitrain_${part})
+  minitrain_set_sanitizers(minitrain_${part})
+  install(TARGETS minitrain_${part} EXPORT minitrainTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endfunction()
+
+# minitrain_executable(<name> SOURCES ... LIBS ...): a program with our warnings and sanitizers.
+function(minitrain_executable name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS})
+  minitrain_set_warnings(${name})
+  minitrain_set_sanitizers(${name})
+endfunction()

@@ -1,0 +1,26 @@
+// Tensor factories. Random ones take an explicit Generator: same seed, same numbers everywhere.
+#pragma once
+
+#include <minitrain/core/random.h>
+#include <minitrain/core/tensor.h>
+
+namespace minitrain {
+
+Tensor empty(const Shape& shape, DType dtype = DType::Float32);  // uninitialised
+Tensor zeros(const Shape& shape, DType dtype = DType::Float32);
+Tensor ones(const Shape& shape, DType dtype = DType::Float32);
+Tensor full(const Shape& shape, double value, DType dtype = DType::Float32);
+Tensor arange(double start, double end, double step = 1.0, DType dtype = DType::Float32);
+Tensor from_vector(const std::vector<float>& values, const Shape& shape);   // float32
+Tensor from_vector(const std::vector<double>& values, const Shape& shape);  // float64
+Tensor scalar_tensor(double value, DType dtype = DType::Float32);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+
+Tensor rand(const Shape& shape, Generator& gen, DType dtype = DType::Float32);   // U[0, 1)
+Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::Float32);  // N(0, 1)
+Tensor normal(const Shape& shape, double mean, double stddev, Generator& gen,
+              DType dtype = DType::Float32);
+Indices randint(int64_t low, int64_t high, const Shape& shape, Generator& gen);  // [low, high)
+
+}  // namespace minitrain

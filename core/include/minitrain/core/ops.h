@@ -1,0 +1,113 @@
+// The differentiable op library. Every op checks its arguments and throws std::invalid_argument naming
+// the op and what it got; every op has a float64 gradient check in tests/core/test_gradcheck_ops.cpp.
+//
+// Elementwise binary ops broadcast with numpy rules. Both operands must have the same dtype.
+#pragma once
+
+#include <minitrain/core/random.h>
+#include <minitrain/core/tensor.h>
+
+#include <vector>
+
+namespace minitrain {
+
+// Elementwise arithmetic (broadcasting).
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor neg(const Tensor& x);
+// Scalar forms.
+Tensor add(const Tensor& a, double b);
+Tensor mul(const Tensor& a, double b);
+Tensor rsub(double a, const Tensor& b);  // a - b
+Tensor rdiv(double a, const Tensor& b);  // a / b
+Tensor pow(const Tensor& x, double exponent);
+
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& x) { return neg(x); }
+inline Tensor operator+(const Tensor& a, double b) { return add(a, b); }
+inline Tensor operator+(double a, const Tensor& b) { return add(b, a); }
+inline Tensor operator-(const Tensor& a, double b) { return add(a, -b); }
+inline Tensor operator-(double a, const Tensor& b) { return rsub(a, b); }
+inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
+inline Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
+inline Tensor operator/(const Tensor& a, double b) { return mul(a, 1.0 / b); }
+inline Tensor operator/(double a, const Tensor& b) { return rdiv(a, b); }
+
+// Elementwise functions.
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor relu(const Tensor& x);
+enum class GeluApproximation { None, Tanh };  // None: x·Φ(x) with erf; Tanh: GPT-2's approximation
+Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation::None);
+
+// Reductions over `dims` (empty = all dims). Negative dims count from the end.
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// Variance with Bessel's correction by default (correction = 1), as torch.var.
+Tensor var(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false,
+           int64_t correction = 1);
+// Maximum along one dim; the gradient goes to the first maximal element.
+Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);
+
+// Matrix product of (..., M, K) and (..., K, N) -> (..., M, N); batch dims broadcast. Transposed views
+// go to BLAS as transpose flags, not copies.
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// Softmax family along `dim`, max-subtracted. A row that is entirely -inf (fully masked) gives an
+// all-zero softmax row (and -inf from log_softmax) with zero gradient, instead of NaN.
+Tensor softmax(const Tensor& x, int64_t dim = -1);
+Tensor log_softmax(const Tensor& x, int64_t dim = -1);
+
+// Masking and selection. `mask` and `condition` are tensors where nonzero means true; they broadcast.
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
+// A (n, n) mask that is 1 strictly above the diagonal: the future positions a causal model must not see.
+Tensor causal_mask(int64_t n, DType dtype = DType::Float32);
+
+// Row gather: weight (V, C), ids of any shape -> ids.shape + (C). Backward scatter-adds repeated ids.
+Tensor embedding(const Tensor& weight, const Indices& ids);
+
+// Mean cross-entropy of logits (..., C) against int64 targets of shape (...), via a fused log-softmax.
+// Targets equal to ignore_index contribute nothing and are not counted in the mean.
+Tensor cross_entropy(const Tensor& logits, const Indices& targets, int64_t ignore_index = -100);
+
+// Layer normalisation over the last dim: (x - mean) / sqrt(var + eps) * weight + bias, with the biased
+// variance. weight and bias are (C) or undefined (then 1 and 0).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+
+// Inverted dropout: zeroes each element with probability p and scales survivors by 1/(1-p);
+// the identity when !training or p == 0.
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
+
+// Joining and splitting (differentiable).
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
+Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);
+std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim);  // last part may be short
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim);
+Tensor broadcast_to(const Tensor& x, const Shape& shape);
+
+// Free-function forms of the Tensor shape methods.
+inline Tensor reshape(const Tensor& x, const Shape& s) { return x.reshape(s); }
+inline Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) { return x.transpose(d0, d1); }
+inline Tensor permute(const Tensor& x, const std::vector<int64_t>& d) { return x.permute(d); }
+inline Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
+  return x.narrow(dim, start, length);
+}
+inline Tensor unsqueeze(const Tensor& x, int64_t dim) { return x.unsqueeze(dim); }
+inline Tensor squeeze(const Tensor& x, int64_t dim) { return x.squeeze(dim); }
+
+// The shape numpy broadcasting gives a and b; throws naming `op` when they do not broadcast.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+// Sums `grad` down to `shape` (the reverse of broadcasting): the one helper every backward uses.
+Tensor sum_to_shape(const Tensor& grad, const Shape& shape);
+
+}  // namespace minitrain

@@ -1,0 +1,118 @@
+// Tensor: a cheap handle to shared storage plus autograd state.
+//
+// Copying a Tensor copies a pointer (like torch::Tensor); views (transpose, narrow, expand, ...) share
+// storage and differ only in shape, strides and offset. The element type is chosen at run time
+// (float32 for training, float64 for gradient checks).
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace minitrain {
+
+enum class DType { Float32, Float64 };
+const char* dtype_name(DType dtype);
+std::size_t dtype_size(DType dtype);
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& shape);  // "[2,3]"
+int64_t shape_numel(const Shape& shape);
+
+struct TensorImpl;  // storage + view + autograd state (core/src/tensor_impl.h)
+
+class Tensor {
+ public:
+  Tensor() = default;  // an undefined tensor: defined() is false
+  explicit Tensor(std::shared_ptr<TensorImpl> impl);
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const;
+  const Shape& strides() const;  // in elements
+  int64_t offset() const;        // in elements, into the storage
+  int64_t dim() const;
+  int64_t size(int64_t d) const;  // negative d counts from the end
+  int64_t numel() const;
+  DType dtype() const;
+  bool is_contiguous() const;
+
+  // Values. item() needs exactly one element; at() takes one index per dim.
+  double item() const;
+  double at(const std::vector<int64_t>& index) const;
+  void set(const std::vector<int64_t>& index, double value);  // leaf data edit (tests, init)
+  template <class T>
+  std::vector<T> to_vector() const;  // row-major copy
+  std::string str() const;           // readable printing: values, shape, dtype
+
+  // Zero-copy access to the raw buffer; requires a contiguous tensor of that element type.
+  template <class T>
+  T* data();
+  template <class T>
+  const T* data() const;
+
+  // Conversions and copies (differentiable).
+  Tensor to(DType dtype) const;
+  Tensor contiguous() const;  // itself when already contiguous
+  Tensor clone() const;       // always a fresh buffer
+  Tensor detach() const;      // same storage, no autograd history
+
+  // Shape ops (views where the layout allows, differentiable).
+  Tensor reshape(const Shape& shape) const;  // one dim may be -1
+  Tensor view(const Shape& shape) const;     // like reshape, but never copies (throws instead)
+  Tensor transpose(int64_t d0, int64_t d1) const;
+  Tensor permute(const std::vector<int64_t>& dims) const;
+  Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
+  Tensor slice(int64_t dim, int64_t start, int64_t end) const;  // [start, end)
+  Tensor unsqueeze(int64_t dim) const;
+  Tensor squeeze(int64_t dim) const;
+  Tensor expand(const Shape& shape) const;
+
+  // Autograd.
+  bool requires_grad() const;
+  Tensor& set_requires_grad(bool requires_grad);  // leaves only
+  bool is_leaf() const;
+  Tensor grad() const;  // undefined until a backward reaches this leaf
+  void zero_grad();     // drops the accumulated gradient
+  // Reverse-mode differentiation from this tensor. A scalar may omit `grad` (it is 1); other outputs
+  // take an upstream gradient of their shape. The graph is freed afterwards unless retain_graph.
+  void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
+
+  TensorImpl* impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// Integer indices (token ids, class targets): plain int64 values with a shape. Not differentiable.
+struct Indices {
+  Shape shape;
+  std::vector<int64_t> values;
+  Indices() = default;
+  Indices(Shape shape_, std::vector<int64_t> values_);
+  int64_t numel() const { return static_cast<int64_t>(values.size()); }
+};
+
+// Disables graph recording in its scope (evaluation, optimizer steps, inside backward).
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+bool grad_mode_enabled();
+
+// Counters for leak tests: live autograd nodes and bytes of live tensor storage in this process.
+int64_t live_autograd_nodes();
+int64_t live_storage_bytes();
+
+}  // namespace minitrain
