@@ -1,0 +1,81 @@
+// Cross-entropy over logits with a fused log-softmax: loss = logsumexp(x) − x[target], and
+// backward = (softmax(x) − onehot(target)) / count. Never log(softmax) in two steps: that loses
+// everything for logits of 1e4 and more.
+//
+// If every target is ignore_index the loss is 0 with a zero gradient (torch returns NaN).
+#include <minitrain/core/factory.h>
+#include <minitrain/core/ops.h>
+
+#include "tensor_impl.h"
+
+#include <cmath>
+#include <limits>
+
+namespace minitrain {
+
+namespace {
+template <class T>
+double row_logsumexp(const T* x, int64_t n) {
+  T mx = -std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += std::exp(static_cast<double>(x[i]) - mx);
+  return mx + std::log(total);
+}
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits_in, const Indices& targets, int64_t ignore_index) {
+  check_defined(logits_in, "cross_entropy", "logits");
+  if (logits_in.dim() < 1) throw_arg("cross_entropy", "logits must have a class dim, got a scalar");
+  const Shape expected(logits_in.shape().begin(), logits_in.shape().end() - 1);
+  if (targets.shape != expected)
+    throw_arg("cross_entropy", "targets of shape " + shape_str(targets.shape) + " do not match logits " +
+                                   shape_str(logits_in.shape()) + " (expected " + shape_str(expected) + ")");
+  const int64_t classes = logits_in.size(-1), rows = targets.numel();
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = targets.values[r];
+    if (t == ignore_index) continue;
+    if (t < 0 || t >= classes)
+      throw_arg("cross_entropy", "target " + std::to_string(t) + " at position " + std::to_string(r) +
+                                     " is outside [0, " + std::to_string(classes) + ")");
+    ++count;
+  }
+  Tensor logits = logits_in.detach().contiguous();
+  double total = 0;
+  dispatch(logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = logits.data<T>();
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t t = targets.values[r];
+      if (t == ignore_index) continue;
+      total += row_logsumexp(x + r * classes, classes) - x[r * classes + t];
+    }
+  });
+  Tensor loss = full({}, count > 0 ? total / static_cast<double>(count) : 0.0, logits.dtype());
+  auto saved_targets = std::make_shared<const std::vector<int64_t>>(targets.values);
+  return attach(loss, "cross_entropy", {logits_in},
+                [logits, saved_targets, classes, count, ignore_index](const Tensor& g, const std::vector<Tensor>&) {
+                  Tensor dx = zeros(logits.shape(), logits.dtype());
+                  if (count == 0) return std::vector<Tensor>{dx};
+                  const double scale = g.item() / static_cast<double>(count);
+                  dispatch(logits.dtype(), [&](auto tag) {
+                    using T = decltype(tag);
+                    const T* x = logits.data<T>();
+                    T* d = dx.data<T>();
+                    for (std::size_t r = 0; r < saved_targets->size(); ++r) {
+                      const int64_t t = (*saved_targets)[r];
+                      if (t == ignore_index) continue;
+                      const T* row = x + static_cast<int64_t>(r) * classes;
+                      T* drow = d + static_cast<int64_t>(r) * classes;
+                      const double lse = row_logsumexp(row, classes);
+                      for (int64_t c = 0; c < classes; ++c)
+                        drow[c] = static_cast<T>(std::exp(static_cast<double>(row[c]) - lse) * scale);
+                      drow[t] = static_cast<T>(drow[t] - scale);
+                    }
+                  });
+                  return std::vector<Tensor>{dx};
+                });
+}
+
+}  // namespace minitrain

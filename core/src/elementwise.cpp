@@ -1,0 +1,183 @@
+// Elementwise ops with numpy broadcasting, and the one helper that un-broadcasts gradients.
+#include <minitrain/core/factory.h>
+#include <minitrain/core/ops.h>
+
+#include "elementwise_kernels.h"
+
+#include <cmath>
+
+namespace minitrain {
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  const std::size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    if (da != db && da != 1 && db != 1)
+      throw_arg(op, "shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+Tensor sum_to_shape(const Tensor& grad, const Shape& shape) {
+  if (grad.shape() == shape) return grad;
+  const int64_t lead = grad.dim() - static_cast<int64_t>(shape.size());
+  if (lead < 0)
+    throw_arg("sum_to_shape", "cannot reduce " + shape_str(grad.shape()) + " to " + shape_str(shape));
+  std::vector<int64_t> dims;
+  for (int64_t d = 0; d < grad.dim(); ++d)
+    if (d < lead || (shape[d - lead] == 1 && grad.shape()[d] != 1)) dims.push_back(d);
+  return sum(grad, dims, true).reshape(shape);
+}
+
+// ---- binary ----------------------------------------------------------------------------------------
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_map("add", a, b, [](auto x, auto y) { return x + y; });
+  Shape sa = a.shape(), sb = b.shape();
+  return attach(out, "add", {a, b}, [sa, sb](const Tensor& g, const std::vector<Tensor>&) {
+    return std::vector<Tensor>{sum_to_shape(g, sa), sum_to_shape(g, sb)};
+  });
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_map("sub", a, b, [](auto x, auto y) { return x - y; });
+  Shape sa = a.shape(), sb = b.shape();
+  return attach(out, "sub", {a, b}, [sa, sb](const Tensor& g, const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{sum_to_shape(g, sa), in[1].requires_grad() ? sum_to_shape(neg(g), sb) : Tensor()};
+  });
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_map("mul", a, b, [](auto x, auto y) { return x * y; });
+  return attach(out, "mul", {a, b}, [](const Tensor& g, const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{
+        in[0].requires_grad() ? sum_to_shape(mul(g, in[1]), in[0].shape()) : Tensor(),
+        in[1].requires_grad() ? sum_to_shape(mul(g, in[0]), in[1].shape()) : Tensor()};
+  });
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_map("div", a, b, [](auto x, auto y) { return x / y; });
+  return attach(out, "div", {a, b}, [](const Tensor& g, const std::vector<Tensor>& in) {
+    Tensor ga, gb;
+    if (in[0].requires_grad()) ga = sum_to_shape(div(g, in[1]), in[0].shape());
+    if (in[1].requires_grad())  // d(a/b)/db = -a/b^2
+      gb = sum_to_shape(neg(div(mul(g, in[0]), mul(in[1], in[1]))), in[1].shape());
+    return std::vector<Tensor>{ga, gb};
+  });
+}
+
+// ---- unary and scalar forms -----------------------------------------------------------------------
+
+namespace {
+// The backward of y = f(x) where dy/dx is a function of x (and y): grad = g * dfdx(x, y), in one pass.
+template <class Deriv>
+BackwardFn pointwise_backward(Tensor saved_out, Deriv deriv) {
+  return [saved_out, deriv](const Tensor& g, const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{ternary_map(g, in[0], saved_out, [deriv](auto gv, auto x, auto y) {
+      return gv * deriv(x, y);
+    })};
+  };
+}
+
+template <class F, class Deriv>
+Tensor pointwise(const char* name, const Tensor& x, F f, Deriv deriv) {
+  Tensor out = unary_map(name, x, f);
+  return attach(out, name, {x}, pointwise_backward(out.detach(), deriv));
+}
+}  // namespace
+
+Tensor neg(const Tensor& x) {
+  return pointwise("neg", x, [](auto v) { return -v; }, [](auto, auto) { return -1.0; });
+}
+
+Tensor add(const Tensor& a, double b) {
+  return pointwise("add_scalar", a, [b](auto v) { return v + static_cast<decltype(v)>(b); },
+                   [](auto, auto) { return 1.0; });
+}
+
+Tensor mul(const Tensor& a, double b) {
+  return pointwise("mul_scalar", a, [b](auto v) { return v * static_cast<decltype(v)>(b); },
+                   [b](auto, auto) { return b; });
+}
+
+Tensor rsub(double a, const Tensor& b) {
+  return pointwise("rsub_scalar", b, [a](auto v) { return static_cast<decltype(v)>(a) - v; },
+                   [](auto, auto) { return -1.0; });
+}
+
+Tensor rdiv(double a, const Tensor& b) {
+  // d(a/x)/dx = -a/x^2 = -y/x
+  return pointwise("rdiv_scalar", b, [a](auto v) { return static_cast<decltype(v)>(a) / v; },
+                   [](auto x, auto y) { return -y / x; });
+}
+
+Tensor pow(const Tensor& x, double e) {
+  return pointwise("pow", x, [e](auto v) { return static_cast<decltype(v)>(std::pow(v, e)); },
+                   [e](auto v, auto) { return e * std::pow(v, e - 1); });
+}
+
+Tensor exp(const Tensor& x) {
+  return pointwise("exp", x, [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
+}
+
+Tensor log(const Tensor& x) {
+  return pointwise("log", x, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
+}
+
+Tensor sqrt(const Tensor& x) {
+  return pointwise("sqrt", x, [](auto v) { return std::sqrt(v); }, [](auto, auto y) { return 0.5 / y; });
+}
+
+Tensor rsqrt(const Tensor& x) {
+  // d(x^-1/2)/dx = -1/2 x^-3/2 = -1/2 y^3
+  return pointwise("rsqrt", x, [](auto v) { return 1 / std::sqrt(v); },
+                   [](auto, auto y) { return -0.5 * y * y * y; });
+}
+
+Tensor tanh(const Tensor& x) {
+  return pointwise("tanh", x, [](auto v) { return std::tanh(v); }, [](auto, auto y) { return 1 - y * y; });
+}
+
+Tensor sigmoid(const Tensor& x) {
+  return pointwise("sigmoid", x, [](auto v) { return 1 / (1 + std::exp(-v)); },
+                   [](auto, auto y) { return y * (1 - y); });
+}
+
+Tensor relu(const Tensor& x) {
+  return pointwise("relu", x, [](auto v) { return v > 0 ? v : decltype(v)(0); },
+                   [](auto v, auto) { return v > 0 ? 1.0 : 0.0; });
+}
+
+Tensor gelu(const Tensor& x, GeluApproximation approximation) {
+  // Exact: x·Φ(x), Φ'(x) = φ(x). Tanh form (GPT-2): 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))).
+  constexpr double kInvSqrt2 = 0.70710678118654752440;
+  constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+  constexpr double kSqrt2OverPi = 0.79788456080286535588;
+  if (approximation == GeluApproximation::None) {
+    return pointwise(
+        "gelu", x,
+        [](auto v) { return static_cast<decltype(v)>(0.5 * v * (1 + std::erf(v * kInvSqrt2))); },
+        [](auto v, auto) {
+          const double xv = v;
+          return 0.5 * (1 + std::erf(xv * kInvSqrt2)) + xv * kInvSqrt2Pi * std::exp(-0.5 * xv * xv);
+        });
+  }
+  return pointwise(
+      "gelu_tanh", x,
+      [](auto v) {
+        const double xv = v;
+        return static_cast<decltype(v)>(0.5 * xv * (1 + std::tanh(kSqrt2OverPi * (xv + 0.044715 * xv * xv * xv))));
+      },
+      [](auto v, auto) {
+        const double xv = v;
+        const double inner = kSqrt2OverPi * (xv + 0.044715 * xv * xv * xv);
+        const double t = std::tanh(inner);
+        return 0.5 * (1 + t) + 0.5 * xv * (1 - t * t) * kSqrt2OverPi * (1 + 3 * 0.044715 * xv * xv);
+      });
+}
+
+}  // namespace minitrain

@@ -1,0 +1,104 @@
+// Layer normalisation over the last dim: fused forward and backward on contiguous rows.
+// Statistics are two-pass in double (mean first, then the centred sum of squares), so rows with a mean
+// of 1e4 or constant rows keep their precision.
+#include <minitrain/core/factory.h>
+#include <minitrain/core/ops.h>
+
+#include "tensor_impl.h"
+
+#include <cmath>
+
+namespace minitrain {
+
+Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
+  check_defined(x_in, "layer_norm");
+  if (x_in.dim() < 1) throw_arg("layer_norm", "needs at least one dim, got a scalar");
+  const int64_t width = x_in.size(-1);
+  for (const Tensor* p : {&weight, &bias}) {
+    if (!p->defined()) continue;
+    if (p->shape() != Shape{width})
+      throw_arg("layer_norm", std::string(p == &weight ? "weight" : "bias") + " of shape " +
+                                  shape_str(p->shape()) + " does not match the last dim of input " +
+                                  shape_str(x_in.shape()));
+    check_same_dtype(x_in, *p, "layer_norm");
+  }
+  if (!(eps >= 0)) throw_arg("layer_norm", "eps must be >= 0, got " + std::to_string(eps));
+  Tensor x = x_in.detach().contiguous();
+  Tensor w = weight.defined() ? weight.detach().contiguous() : Tensor();
+  Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();
+  const int64_t rows = width == 0 ? 0 : x.numel() / width;
+  Tensor y = make_tensor(x.shape(), x.dtype());
+  auto mean = std::make_shared<std::vector<double>>(rows);
+  auto rstd = std::make_shared<std::vector<double>>(rows);
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.data<T>();
+    const T* wp = w.defined() ? w.data<T>() : nullptr;
+    const T* bp = b.defined() ? b.data<T>() : nullptr;
+    T* yp = y.data<T>();
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = xp + r * width;
+      double m = 0;
+      for (int64_t c = 0; c < width; ++c) m += row[c];
+      m /= static_cast<double>(width);
+      double v = 0;
+      for (int64_t c = 0; c < width; ++c) v += (row[c] - m) * (row[c] - m);
+      v /= static_cast<double>(width);
+      const double s = 1.0 / std::sqrt(v + eps);
+      (*mean)[r] = m;
+      (*rstd)[r] = s;
+      for (int64_t c = 0; c < width; ++c) {
+        double out = (row[c] - m) * s;
+        if (wp) out *= wp[c];
+        if (bp) out += bp[c];
+        yp[r * width + c] = static_cast<T>(out);
+      }
+    }
+  });
+  return attach(y, "layer_norm", {x_in, weight, bias}, [x, w, mean, rstd, rows, width](const Tensor& g_in, const std::vector<Tensor>& in) {
+    Tensor g = g_in.contiguous();
+    Tensor dx = make_tensor(x.shape(), x.dtype());
+    std::vector<double> dw(width, 0.0), db(width, 0.0);
+    dispatch(x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* xp = x.data<T>();
+      const T* gp = g.data<T>();
+      const T* wp = w.defined() ? w.data<T>() : nullptr;
+      T* dp = dx.data<T>();
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = xp + r * width;
+        const T* gr = gp + r * width;
+        const double m = (*mean)[r], s = (*rstd)[r];
+        // dx = rstd · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat)), dxhat = g · w
+        double mean_dxhat = 0, mean_dxhat_xhat = 0;
+        for (int64_t c = 0; c < width; ++c) {
+          const double xhat = (xr[c] - m) * s;
+          const double dxhat = wp ? gr[c] * static_cast<double>(wp[c]) : gr[c];
+          mean_dxhat += dxhat;
+          mean_dxhat_xhat += dxhat * xhat;
+          dw[c] += gr[c] * xhat;
+          db[c] += gr[c];
+        }
+        mean_dxhat /= static_cast<double>(width);
+        mean_dxhat_xhat /= static_cast<double>(width);
+        for (int64_t c = 0; c < width; ++c) {
+          const double xhat = (xr[c] - m) * s;
+          const double dxhat = wp ? gr[c] * static_cast<double>(wp[c]) : gr[c];
+          dp[r * width + c] = static_cast<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
+        }
+      }
+    });
+    auto to_tensor = [&](const std::vector<double>& v) {
+      Tensor t = make_tensor({width}, x.dtype());
+      dispatch(x.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        for (int64_t c = 0; c < width; ++c) t.data<T>()[c] = static_cast<T>(v[c]);
+      });
+      return t;
+    };
+    return std::vector<Tensor>{dx, in[1].defined() ? to_tensor(dw) : Tensor(),
+                               in[2].defined() ? to_tensor(db) : Tensor()};
+  });
+}
+
+}  // namespace minitrain

@@ -1,0 +1,119 @@
+// Batched matrix product through BLAS gemm. Transposed views are passed as transpose flags with their
+// leading dimension, so neither forward nor backward (which multiplies by transposes) copies them.
+// <cblas.h> lives here and nowhere near xtensor-blas (their declarations clash).
+#include <minitrain/core/factory.h>
+#include <minitrain/core/ops.h>
+
+#include "tensor_impl.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+
+namespace minitrain {
+
+namespace {
+
+struct GemmOperand {
+  bool transposed = false;
+  int64_t ld = 0;
+};
+
+// How a (rows x cols) matrix with strides (row_stride, col_stride) can be handed to row-major gemm
+// without a copy; false if it cannot (then the caller makes it contiguous).
+bool gemm_layout(int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride, GemmOperand& out) {
+  const int64_t min_cols = std::max<int64_t>(cols, 1), min_rows = std::max<int64_t>(rows, 1);
+  if (col_stride == 1 || cols == 1) {
+    const int64_t ld = rows == 1 ? min_cols : row_stride;
+    if (ld >= min_cols) {
+      out = {false, ld};
+      return true;
+    }
+  }
+  if (row_stride == 1 || rows == 1) {
+    const int64_t ld = cols == 1 ? min_rows : col_stride;
+    if (ld >= min_rows) {
+      out = {true, ld};
+      return true;
+    }
+  }
+  return false;
+}
+
+bool matrix_layout(const Tensor& t, GemmOperand& out) {
+  const int64_t nd = t.dim();
+  return gemm_layout(t.shape()[nd - 2], t.shape()[nd - 1], t.strides()[nd - 2], t.strides()[nd - 1], out);
+}
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+          int64_t ldb, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+              int(k), 1.0f, a, int(lda), b, int(ldb), 0.0f, c, int(ldc));
+}
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
+          int64_t ldb, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+              int(k), 1.0, a, int(lda), b, int(ldb), 0.0, c, int(ldc));
+}
+
+// Storage offset of batch element `index` (row-major over batch_shape) for a tensor expanded to it.
+int64_t batch_offset(const Tensor& t, const Shape& batch_shape, int64_t index) {
+  int64_t off = t.offset();
+  for (int64_t d = static_cast<int64_t>(batch_shape.size()) - 1; d >= 0; --d) {
+    off += (index % batch_shape[d]) * t.strides()[d];
+    index /= batch_shape[d];
+  }
+  return off;
+}
+
+Tensor matmul_forward(Tensor a, Tensor b) {
+  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+  const Shape batch_a(a.shape().begin(), a.shape().end() - 2);
+  const Shape batch_b(b.shape().begin(), b.shape().end() - 2);
+  const Shape batch = broadcast_shapes(batch_a, batch_b, "matmul");
+  Shape a_shape = batch, b_shape = batch, out_shape = batch;
+  a_shape.insert(a_shape.end(), {m, k});
+  b_shape.insert(b_shape.end(), {k, n});
+  out_shape.insert(out_shape.end(), {m, n});
+  a = a.expand(a_shape);
+  b = b.expand(b_shape);
+  GemmOperand la, lb;
+  if (!matrix_layout(a, la)) a = a.contiguous(), matrix_layout(a, la);
+  if (!matrix_layout(b, lb)) b = b.contiguous(), matrix_layout(b, lb);
+
+  Tensor out = zeros(out_shape, a.dtype());  // zeros: k == 0 gives a zero product
+  if (m == 0 || n == 0 || k == 0) return out;
+  const int64_t batches = shape_numel(batch);
+  dispatch(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* ap = a.impl()->storage->template ptr<T>();
+    const T* bp = b.impl()->storage->template ptr<T>();
+    T* cp = out.data<T>();
+    for (int64_t i = 0; i < batches; ++i)
+      gemm(la.transposed, lb.transposed, m, n, k, ap + batch_offset(a, batch, i), la.ld,
+           bp + batch_offset(b, batch, i), lb.ld, cp + i * m * n, n);
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_defined(a, "matmul", "first operand");
+  check_defined(b, "matmul", "second operand");
+  if (a.dim() < 2 || b.dim() < 2)
+    throw_arg("matmul", "needs tensors with at least 2 dims, got shapes " + shape_str(a.shape()) + " and " +
+                            shape_str(b.shape()) + " (unsqueeze vectors first)");
+  if (a.size(-1) != b.size(-2))
+    throw_arg("matmul", "shapes " + shape_str(a.shape()) + " and " + shape_str(b.shape()) + " do not align");
+  check_same_dtype(a, b, "matmul");
+  Tensor out = matmul_forward(a.detach(), b.detach());
+  return attach(out, "matmul", {a, b}, [](const Tensor& g, const std::vector<Tensor>& in) {
+    Tensor ga, gb;  // dA = G·Bᵀ, dB = Aᵀ·G, summed over broadcast batch dims
+    if (in[0].requires_grad()) ga = sum_to_shape(matmul(g, in[1].transpose(-1, -2)), in[0].shape());
+    if (in[1].requires_grad()) gb = sum_to_shape(matmul(in[0].transpose(-1, -2), g), in[1].shape());
+    return std::vector<Tensor>{ga, gb};
+  });
+}
+
+}  // namespace minitrain

@@ -1,0 +1,92 @@
+// Softmax and log-softmax along a dim: fused, max-subtracted kernels with their own backward.
+//
+// Rule for a lane that is entirely -inf (every position masked): softmax gives zeros and log_softmax
+// gives -inf, and both pass back a zero gradient, so a fully masked row never produces NaN.
+#include <minitrain/core/ops.h>
+
+#include "lanes.h"
+
+#include <cmath>
+#include <limits>
+
+namespace minitrain {
+
+namespace {
+
+template <class T>
+void softmax_lane(const T* x, T* y, int64_t n, int64_t s, bool log_output) {
+  T mx = -std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i * s]);
+  if (mx == -std::numeric_limits<T>::infinity()) {  // fully masked lane
+    for (int64_t i = 0; i < n; ++i) y[i * s] = log_output ? mx : T(0);
+    return;
+  }
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) total += std::exp(static_cast<double>(x[i * s] - mx));
+  if (log_output) {
+    const T log_total = static_cast<T>(std::log(total));
+    for (int64_t i = 0; i < n; ++i) y[i * s] = x[i * s] - mx - log_total;
+  } else {
+    const double inv = 1.0 / total;
+    for (int64_t i = 0; i < n; ++i) y[i * s] = static_cast<T>(std::exp(static_cast<double>(x[i * s] - mx)) * inv);
+  }
+}
+
+// dx = y ⊙ (g − Σ g⊙y)              for softmax
+// dx = g − exp(y) ⊙ Σ g              for log_softmax
+template <class T>
+void softmax_lane_backward(const T* g, const T* y, T* dx, int64_t n, int64_t s, bool log_output) {
+  double dot = 0;
+  if (log_output) {
+    if (n > 0 && y[0] == -std::numeric_limits<T>::infinity()) {
+      bool all_masked = true;
+      for (int64_t i = 0; i < n && all_masked; ++i) all_masked = y[i * s] == -std::numeric_limits<T>::infinity();
+      if (all_masked) {
+        for (int64_t i = 0; i < n; ++i) dx[i * s] = 0;
+        return;
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) dot += g[i * s];
+    for (int64_t i = 0; i < n; ++i) dx[i * s] = static_cast<T>(g[i * s] - std::exp(static_cast<double>(y[i * s])) * dot);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dot += static_cast<double>(g[i * s]) * y[i * s];
+    for (int64_t i = 0; i < n; ++i) dx[i * s] = static_cast<T>(y[i * s] * (g[i * s] - dot));
+  }
+}
+
+Tensor softmax_impl(const char* op, const Tensor& x_in, int64_t dim, bool log_output) {
+  check_defined(x_in, op);
+  if (x_in.dim() == 0) throw_arg(op, "needs at least one dim, got a scalar");
+  const int64_t d = wrap_dim(dim, x_in.dim(), op);
+  Tensor x = x_in.detach().contiguous();
+  Tensor y = make_tensor(x.shape(), x.dtype());
+  const Lanes lanes = lanes_of(x.shape(), d);
+  dispatch(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.data<T>();
+    T* yp = y.data<T>();
+    for (int64_t l = 0; l < lanes.count(); ++l)
+      softmax_lane(xp + lanes.start(l), yp + lanes.start(l), lanes.n, lanes.stride(), log_output);
+  });
+  return attach(y, op, {x_in}, [saved = y.detach(), lanes, log_output](const Tensor& g_in, const std::vector<Tensor>&) {
+    Tensor g = g_in.contiguous();
+    Tensor dx = make_tensor(g.shape(), g.dtype());
+    dispatch(g.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* gp = g.data<T>();
+      const T* yp = saved.data<T>();
+      T* dp = dx.data<T>();
+      for (int64_t l = 0; l < lanes.count(); ++l)
+        softmax_lane_backward(gp + lanes.start(l), yp + lanes.start(l), dp + lanes.start(l), lanes.n,
+                              lanes.stride(), log_output);
+    });
+    return std::vector<Tensor>{dx};
+  });
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl("softmax", x, dim, false); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl("log_softmax", x, dim, true); }
+
+}  // namespace minitrain

@@ -1,0 +1,271 @@
+// Tensor handle basics: geometry, element access, raw buffers, printing, and shared helpers.
+#include "tensor_impl.h"
+
+#include <atomic>
+#include <cmath>
+#include <iomanip>
+#include <limits>
+#include <ostream>
+#include <sstream>
+
+namespace minitrain {
+
+namespace {
+std::atomic<int64_t> g_live_storage_bytes{0};
+}
+
+const char* dtype_name(DType dtype) { return dtype == DType::Float32 ? "float32" : "float64"; }
+std::size_t dtype_size(DType dtype) { return dtype == DType::Float32 ? 4 : 8; }
+
+std::string shape_str(const Shape& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+Storage::Storage(DType dtype_, int64_t numel) : dtype(dtype_) {
+  if (numel < 0) throw std::invalid_argument("Storage: negative element count");
+  if (dtype == DType::Float32)
+    f32.resize(static_cast<std::size_t>(numel));
+  else
+    f64.resize(static_cast<std::size_t>(numel));
+  g_live_storage_bytes += numel * static_cast<int64_t>(dtype_size(dtype));
+}
+
+Storage::~Storage() { g_live_storage_bytes -= numel() * static_cast<int64_t>(dtype_size(dtype)); }
+
+int64_t Storage::numel() const {
+  return static_cast<int64_t>(dtype == DType::Float32 ? f32.size() : f64.size());
+}
+
+int64_t live_storage_bytes() { return g_live_storage_bytes.load(); }
+
+bool TensorImpl::is_contiguous() const {
+  int64_t expected = 1;
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
+    if (shape[d] != 1 && strides[d] != expected) return false;
+    expected *= shape[d];
+  }
+  return true;
+}
+
+Shape contiguous_strides(const Shape& shape) {
+  Shape strides(shape.size());
+  int64_t s = 1;
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
+    strides[d] = s;
+    s *= shape[d];
+  }
+  return strides;
+}
+
+Tensor make_tensor(const Shape& shape, DType dtype) {
+  for (int64_t d : shape)
+    if (d < 0) throw std::invalid_argument("tensor: negative dimension in shape " + shape_str(shape));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(dtype, shape_numel(shape));
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  return Tensor(std::move(impl));
+}
+
+Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = base.impl()->storage;
+  impl->shape = std::move(shape);
+  impl->strides = std::move(strides);
+  impl->offset = offset;
+  return Tensor(std::move(impl));
+}
+
+int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
+  int64_t d = dim < 0 ? dim + ndim : dim;
+  if (d < 0 || d >= ndim)
+    throw_arg(op, "dim " + std::to_string(dim) + " is out of range for a tensor with " +
+                      std::to_string(ndim) + " dims");
+  return d;
+}
+
+void throw_arg(const char* op, const std::string& what) {
+  throw std::invalid_argument(std::string(op) + ": " + what);
+}
+
+void check_defined(const Tensor& t, const char* op, const char* name) {
+  if (!t.defined()) throw_arg(op, std::string(name) + " is an undefined tensor");
+}
+
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
+  if (a.dtype() != b.dtype())
+    throw_arg(op, std::string("dtypes ") + dtype_name(a.dtype()) + " and " + dtype_name(b.dtype()) +
+                      " differ (convert one with .to())");
+}
+
+Tensor::Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+namespace {
+const TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
+  if (!impl) throw std::invalid_argument("Tensor: operation on an undefined tensor");
+  return *impl;
+}
+}  // namespace
+
+const Shape& Tensor::shape() const { return checked(impl_).shape; }
+const Shape& Tensor::strides() const { return checked(impl_).strides; }
+int64_t Tensor::offset() const { return checked(impl_).offset; }
+int64_t Tensor::dim() const { return static_cast<int64_t>(shape().size()); }
+int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
+int64_t Tensor::numel() const { return checked(impl_).numel(); }
+DType Tensor::dtype() const { return checked(impl_).dtype(); }
+bool Tensor::is_contiguous() const { return checked(impl_).is_contiguous(); }
+
+namespace {
+int64_t storage_index(const TensorImpl& t, const std::vector<int64_t>& index, const char* op) {
+  if (index.size() != t.shape.size())
+    throw_arg(op, "index has " + std::to_string(index.size()) + " entries for a tensor of shape " +
+                      shape_str(t.shape));
+  int64_t pos = t.offset;
+  for (std::size_t d = 0; d < index.size(); ++d) {
+    if (index[d] < 0 || index[d] >= t.shape[d])
+      throw_arg(op, "index " + std::to_string(index[d]) + " out of range for dim " + std::to_string(d) +
+                        " of shape " + shape_str(t.shape));
+    pos += index[d] * t.strides[d];
+  }
+  return pos;
+}
+}  // namespace
+
+double Tensor::item() const {
+  if (numel() != 1) throw_arg("item", "needs exactly one element, got shape " + shape_str(shape()));
+  return at(std::vector<int64_t>(shape().size(), 0));
+}
+
+double Tensor::at(const std::vector<int64_t>& index) const {
+  const TensorImpl& t = checked(impl_);
+  int64_t pos = storage_index(t, index, "at");
+  return dtype() == DType::Float32 ? t.storage->f32[pos] : t.storage->f64[pos];
+}
+
+void Tensor::set(const std::vector<int64_t>& index, double value) {
+  TensorImpl& t = *impl_;
+  int64_t pos = storage_index(checked(impl_), index, "set");
+  if (dtype() == DType::Float32)
+    t.storage->f32[pos] = static_cast<float>(value);
+  else
+    t.storage->f64[pos] = value;
+}
+
+template <class T>
+T* Tensor::data() {
+  const TensorImpl& t = checked(impl_);
+  constexpr DType want = std::is_same<T, float>::value ? DType::Float32 : DType::Float64;
+  if (t.dtype() != want)
+    throw_arg("data", std::string("tensor is ") + dtype_name(t.dtype()) + ", not " + dtype_name(want));
+  if (!t.is_contiguous()) throw_arg("data", "tensor of shape " + shape_str(t.shape) + " is not contiguous");
+  return impl_->storage->ptr<T>() + t.offset;
+}
+
+template <class T>
+const T* Tensor::data() const {
+  return const_cast<Tensor*>(this)->data<T>();
+}
+
+template <class T>
+std::vector<T> Tensor::to_vector() const {
+  Tensor c = contiguous();
+  std::vector<T> out(static_cast<std::size_t>(c.numel()));
+  dispatch(c.dtype(), [&](auto tag) {
+    using S = decltype(tag);
+    const S* p = c.data<S>();
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(p[i]);
+  });
+  return out;
+}
+
+template float* Tensor::data<float>();
+template double* Tensor::data<double>();
+template const float* Tensor::data<float>() const;
+template const double* Tensor::data<double>() const;
+template std::vector<float> Tensor::to_vector<float>() const;
+template std::vector<double> Tensor::to_vector<double>() const;
+
+bool Tensor::requires_grad() const { return checked(impl_).requires_grad; }
+
+Tensor& Tensor::set_requires_grad(bool requires_grad) {
+  checked(impl_);
+  if (impl_->grad_fn)
+    throw_arg("set_requires_grad", "only leaf tensors can change requires_grad; use detach() first");
+  impl_->requires_grad = requires_grad;
+  return *this;
+}
+
+bool Tensor::is_leaf() const { return checked(impl_).grad_fn == nullptr; }
+
+Tensor Tensor::grad() const {
+  const TensorImpl& t = checked(impl_);
+  return t.grad ? Tensor(t.grad) : Tensor();
+}
+
+void Tensor::zero_grad() { checked(impl_), impl_->grad.reset(); }
+
+Tensor Tensor::detach() const {
+  const TensorImpl& t = checked(impl_);
+  return make_view(*this, t.shape, t.strides, t.offset);
+}
+
+std::string Tensor::str() const {
+  std::ostringstream os;
+  os << *this;
+  return os.str();
+}
+
+namespace {
+void print_rec(std::ostream& os, const Tensor& t, std::vector<int64_t>& index, std::size_t d) {
+  const Shape& shape = t.shape();
+  if (d == shape.size()) {
+    os << t.at(index);
+    return;
+  }
+  os << "[";
+  const int64_t n = shape[d];
+  const int64_t edge = 3;  // elements shown at each end of a long dim
+  for (int64_t i = 0; i < n; ++i) {
+    if (n > 2 * edge + 1 && i == edge) {
+      os << "..., ";
+      i = n - edge;
+    }
+    index[d] = i;
+    print_rec(os, t, index, d + 1);
+    if (i + 1 < n) os << (d + 1 == shape.size() ? ", " : ",\n" + std::string(d + 8, ' '));
+  }
+  os << "]";
+}
+}  // namespace
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) {
+  if (!t.defined()) return os << "tensor(undefined)";
+  std::ios::fmtflags flags = os.flags();
+  os << "tensor(" << std::setprecision(t.dtype() == DType::Float32 ? 6 : 10);
+  std::vector<int64_t> index(t.shape().size(), 0);
+  print_rec(os, t, index, 0);
+  os << ", shape=" << shape_str(t.shape()) << ", dtype=" << dtype_name(t.dtype());
+  if (t.requires_grad()) os << ", requires_grad";
+  os << ")";
+  os.flags(flags);
+  return os;
+}
+
+Indices::Indices(Shape shape_, std::vector<int64_t> values_)
+    : shape(std::move(shape_)), values(std::move(values_)) {
+  if (shape_numel(shape) != static_cast<int64_t>(values.size()))
+    throw std::invalid_argument("Indices: shape " + shape_str(shape) + " holds " +
+                                std::to_string(shape_numel(shape)) + " values, got " +
+                                std::to_string(values.size()));
+}
+
+}  // namespace minitrain

@@ -1,0 +1,100 @@
+// Internal: what a Tensor handle points to, the autograd node, and helpers shared by the op files.
+// Not installed; user code sees only the public headers.
+#pragma once
+
+#include <minitrain/core/tensor.h>
+
+#include <xtensor/xstorage.hpp>
+
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace minitrain {
+
+// A flat buffer on xtensor's uninitialised vector. One of the two is used, as dtype says.
+struct Storage {
+  DType dtype;
+  xt::uvector<float> f32;
+  xt::uvector<double> f64;
+
+  Storage(DType dtype, int64_t numel);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  int64_t numel() const;
+  void* raw() { return dtype == DType::Float32 ? static_cast<void*>(f32.data()) : f64.data(); }
+  template <class T>
+  T* ptr();
+};
+template <>
+inline float* Storage::ptr<float>() { return f32.data(); }
+template <>
+inline double* Storage::ptr<double>() { return f64.data(); }
+
+struct Node;
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  Shape shape;
+  Shape strides;  // elements
+  int64_t offset = 0;
+
+  bool requires_grad = false;
+  std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
+  std::shared_ptr<Node> grad_fn;     // set on results of recorded ops
+
+  DType dtype() const { return storage->dtype; }
+  int64_t numel() const { return shape_numel(shape); }
+  bool is_contiguous() const;
+};
+
+// Backward of one op: given the gradient of its output and its inputs (as recorded), returns one
+// gradient per input (undefined where not needed). Runs with grad mode off.
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad, const std::vector<Tensor>& inputs)>;
+
+struct Node {
+  const char* name;
+  std::vector<Tensor> inputs;
+  BackwardFn backward;
+  bool released = false;  // set when backward freed the graph
+
+  Node(const char* name_, std::vector<Tensor> inputs_, BackwardFn backward_);
+  ~Node();  // tears long chains down iteratively (no recursion as deep as the graph)
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+};
+
+// True when grad mode is on and any input requires grad: the op should record a node.
+bool needs_grad(const std::vector<Tensor>& inputs);
+// Records the node that makes `out` differentiable, if needs_grad(inputs). The closure must capture
+// only what backward reads, and never `out` itself with its history (that would be a cycle): capture
+// out.detach() instead.
+Tensor attach(Tensor out, const char* name, std::vector<Tensor> inputs, BackwardFn backward);
+
+// Row-major strides for a shape.
+Shape contiguous_strides(const Shape& shape);
+// A fresh tensor without history.
+Tensor make_tensor(const Shape& shape, DType dtype);
+// A view of `base`'s storage with the given geometry, without history.
+Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset);
+
+// Normalises a possibly negative dim for a tensor of `ndim` dims; throws naming `op`.
+int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
+
+// Error helpers: std::invalid_argument("<op>: <what>").
+[[noreturn]] void throw_arg(const char* op, const std::string& what);
+void check_defined(const Tensor& t, const char* op, const char* name = "input");
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
+
+// Calls f(T{}) with T = float or double per dtype.
+template <class F>
+decltype(auto) dispatch(DType dtype, F&& f) {
+  if (dtype == DType::Float32) return f(float{});
+  return f(double{});
+}
+
+}  // namespace minitrain

@@ -1,0 +1,182 @@
+// Every op in the library against central finite differences in float64, with a random upstream
+// gradient. Cases cover broadcasting, transposed (non-contiguous) inputs, size-1 dims and extreme
+// inputs. Each case prints its worst error so regressions in precision are visible in the test log.
+#include <minitrain/core/factory.h>
+#include <minitrain/core/gradcheck.h>
+#include <minitrain/core/ops.h>
+
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <limits>
+
+using namespace minitrain;
+
+namespace {
+
+struct OpCase {
+  std::string name;
+  GradcheckFn f;
+  std::vector<Tensor> inputs;
+  GradcheckOptions options{};
+};
+
+Tensor rnd(const Shape& s, uint64_t seed, double scale = 1.0, double shift = 0.0) {
+  Generator g(seed);
+  return add(mul(randn(s, g, DType::Float64), scale), shift);
+}
+// Values bounded away from zero (for log, sqrt, division, relu kinks).
+Tensor away_from_zero(const Shape& s, uint64_t seed) {
+  Generator g(seed);
+  Tensor u = rand(s, g, DType::Float64);
+  Tensor sign = rand(s, g, DType::Float64);
+  std::vector<double> v = u.to_vector<double>(), sg = sign.to_vector<double>();
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = (0.3 + v[i]) * (sg[i] < 0.5 ? -1 : 1);
+  return from_vector(v, s);
+}
+Tensor positive(const Shape& s, uint64_t seed) {
+  Generator g(seed);
+  return add(rand(s, g, DType::Float64), 0.5);
+}
+
+std::vector<OpCase> all_cases() {
+  std::vector<OpCase> c;
+  auto T = [](const Tensor& t) { return t.transpose(0, 1); };  // a non-contiguous view
+  // --- elementwise binary, with broadcasting and transposed operands
+  c.push_back({"add_broadcast", [](auto in) { return add(in[0], in[1]); }, {rnd({2, 3}, 1), rnd({3}, 2)}});
+  c.push_back({"add_size1_dims", [](auto in) { return add(in[0], in[1]); }, {rnd({2, 1, 3}, 3), rnd({4, 1}, 4)}});
+  c.push_back({"sub_transposed", [T](auto in) { return sub(T(in[0]), in[1]); }, {rnd({3, 2}, 5), rnd({2, 3}, 6)}});
+  c.push_back({"mul_broadcast", [](auto in) { return mul(in[0], in[1]); }, {rnd({4, 3}, 7), rnd({4, 1}, 8)}});
+  c.push_back({"mul_transposed", [T](auto in) { return mul(T(in[0]), T(in[1])); }, {rnd({3, 4}, 9), rnd({3, 4}, 10)}});
+  c.push_back({"div", [](auto in) { return div(in[0], in[1]); }, {rnd({2, 3}, 11), away_from_zero({3}, 12)}});
+  c.push_back({"neg", [](auto in) { return neg(in[0]); }, {rnd({5}, 13)}});
+  // --- scalar forms
+  c.push_back({"add_scalar", [](auto in) { return in[0] + 1.5; }, {rnd({3, 2}, 14)}});
+  c.push_back({"mul_scalar", [](auto in) { return in[0] * -2.5; }, {rnd({3, 2}, 15)}});
+  c.push_back({"rsub_scalar", [](auto in) { return 3.0 - in[0]; }, {rnd({3, 2}, 16)}});
+  c.push_back({"rdiv_scalar", [](auto in) { return 2.0 / in[0]; }, {away_from_zero({3, 2}, 17)}});
+  c.push_back({"pow_fractional", [](auto in) { return pow(in[0], 2.5); }, {positive({4}, 18)}});
+  c.push_back({"pow_cube_negative_base", [](auto in) { return pow(in[0], 3.0); }, {rnd({4}, 19)}});
+  // --- elementwise functions
+  c.push_back({"exp", [](auto in) { return exp(in[0]); }, {rnd({2, 3}, 20)}});
+  c.push_back({"log", [](auto in) { return log(in[0]); }, {positive({2, 3}, 21)}});
+  c.push_back({"sqrt", [](auto in) { return sqrt(in[0]); }, {positive({2, 3}, 22)}});
+  c.push_back({"rsqrt", [](auto in) { return rsqrt(in[0]); }, {positive({2, 3}, 23)}});
+  c.push_back({"tanh", [](auto in) { return tanh(in[0]); }, {rnd({2, 3}, 24)}});
+  c.push_back({"sigmoid", [](auto in) { return sigmoid(in[0]); }, {rnd({2, 3}, 25, 3.0)}});
+  c.push_back({"relu_away_from_kink", [](auto in) { return relu(in[0]); }, {away_from_zero({3, 3}, 26)}});
+  c.push_back({"gelu_erf", [](auto in) { return gelu(in[0]); }, {rnd({3, 4}, 27, 2.0)}});
+  c.push_back({"gelu_tanh", [](auto in) { return gelu(in[0], GeluApproximation::Tanh); }, {rnd({3, 4}, 28, 2.0)}});
+  c.push_back({"tanh_transposed", [T](auto in) { return tanh(T(in[0])); }, {rnd({3, 4}, 29)}});
+  // --- reductions
+  c.push_back({"sum_all", [](auto in) { return sum(in[0]); }, {rnd({2, 3, 4}, 30)}});
+  c.push_back({"sum_dims_keepdim", [](auto in) { return sum(in[0], {0, 2}, true); }, {rnd({2, 3, 4}, 31)}});
+  c.push_back({"sum_transposed", [T](auto in) { return sum(T(in[0]), {1}); }, {rnd({3, 4}, 32)}});
+  c.push_back({"mean_dim", [](auto in) { return mean(in[0], {-1}); }, {rnd({2, 3, 4}, 33)}});
+  c.push_back({"var_dim_keepdim", [](auto in) { return var(in[0], {1}, true); }, {rnd({3, 5}, 34)}});
+  c.push_back({"var_all_biased", [](auto in) { return var(in[0], {}, false, 0); }, {rnd({3, 5}, 35)}});
+  c.push_back({"max_dim", [](auto in) { return max(in[0], 1); }, {rnd({3, 5}, 36)}});
+  c.push_back({"max_dim0_keepdim", [](auto in) { return max(in[0], 0, true); }, {rnd({4, 3}, 37)}});
+  // --- matmul: 2-D, transposed operands (gemm flags), batched with broadcast batch dims
+  c.push_back({"matmul_2d", [](auto in) { return matmul(in[0], in[1]); }, {rnd({3, 4}, 38), rnd({4, 5}, 39)}});
+  c.push_back({"matmul_transposed", [T](auto in) { return matmul(T(in[0]), T(in[1])); }, {rnd({4, 3}, 40), rnd({5, 4}, 41)}});
+  c.push_back({"matmul_batched_broadcast", [](auto in) { return matmul(in[0], in[1]); },
+               {rnd({2, 1, 3, 4}, 42), rnd({3, 4, 2}, 43)}});
+  c.push_back({"matmul_batched_transposed", [](auto in) { return matmul(in[0], in[1].transpose(-1, -2)); },
+               {rnd({2, 3, 4}, 44), rnd({2, 5, 4}, 45)}});
+  c.push_back({"matmul_size1", [](auto in) { return matmul(in[0], in[1]); }, {rnd({1, 4}, 46), rnd({4, 1}, 47)}});
+  // --- softmax family
+  c.push_back({"softmax_last", [](auto in) { return softmax(in[0], -1); }, {rnd({3, 5}, 48, 2.0)}});
+  c.push_back({"softmax_dim0", [](auto in) { return softmax(in[0], 0); }, {rnd({4, 3}, 49, 2.0)}});
+  c.push_back({"softmax_extreme_1e4", [](auto in) { return softmax(in[0], -1); }, {rnd({3, 4}, 50, 1e4)}});
+  c.push_back({"log_softmax", [](auto in) { return log_softmax(in[0], 1); }, {rnd({3, 5}, 51, 2.0)}});
+  c.push_back({"log_softmax_extreme_1e4", [](auto in) { return log_softmax(in[0], -1); }, {rnd({3, 4}, 52, 1e4)}});
+  c.push_back({"softmax_causal_masked", [](auto in) {
+                 return softmax(masked_fill(in[0], causal_mask(4, DType::Float64), -std::numeric_limits<double>::infinity()), -1);
+               }, {rnd({2, 4, 4}, 53)}});
+  c.push_back({"softmax_fully_masked_row", [](auto in) {
+                 Tensor mask = from_vector(std::vector<double>{1, 1, 1, 0, 1, 0}, {2, 3});
+                 return softmax(masked_fill(in[0], mask, -std::numeric_limits<double>::infinity()), -1);
+               }, {rnd({2, 3}, 54)}});
+  // --- masking and selection
+  c.push_back({"masked_fill_broadcast", [](auto in) {
+                 return masked_fill(in[0], from_vector(std::vector<double>{1, 0, 1}, {3}), 0.5);
+               }, {rnd({2, 3}, 55)}});
+  c.push_back({"where_broadcast", [](auto in) {
+                 return where(from_vector(std::vector<double>{1, 0, 0, 1}, {2, 2}), in[0], in[1]);
+               }, {rnd({2, 2}, 56), rnd({2}, 57)}});
+  // --- embedding, cross-entropy
+  c.push_back({"embedding_repeated_ids", [](auto in) { return embedding(in[0], Indices({2, 3}, {1, 3, 1, 0, 1, 3})); },
+               {rnd({5, 4}, 58)}});
+  c.push_back({"cross_entropy", [](auto in) { return cross_entropy(in[0], Indices({4}, {0, 2, 1, 2})); },
+               {rnd({4, 3}, 59)}});
+  c.push_back({"cross_entropy_3d_ignore_index", [](auto in) {
+                 return cross_entropy(in[0], Indices({2, 2}, {1, -100, 0, 3}));
+               }, {rnd({2, 2, 4}, 60)}});
+  c.push_back({"cross_entropy_extreme_1e4", [](auto in) { return cross_entropy(in[0], Indices({3}, {0, 1, 2})); },
+               {rnd({3, 4}, 61, 1e4)}});
+  // --- layer norm: plain, large-mean rows, constant rows, no affine
+  c.push_back({"layer_norm", [](auto in) { return layer_norm(in[0], in[1], in[2]); },
+               {rnd({3, 6}, 62), rnd({6}, 63, 0.5, 1.0), rnd({6}, 64)}});
+  c.push_back({"layer_norm_mean_1e4", [](auto in) { return layer_norm(in[0], in[1], in[2]); },
+               {rnd({2, 5}, 65, 1.0, 1e4), rnd({5}, 66, 0.5, 1.0), rnd({5}, 67)}, {1e-6, 1e-5, 1e-4}});
+  c.push_back({"layer_norm_constant_rows", [](auto in) { return layer_norm(add(mul(in[0], 0.0), 3.0) + in[1], in[2], Tensor()); },
+               {rnd({2, 4}, 68), rnd({2, 1}, 69), rnd({4}, 70)}});
+  c.push_back({"layer_norm_no_affine_transposed", [T](auto in) { return layer_norm(T(in[0]), Tensor(), Tensor()); },
+               {rnd({5, 3}, 71)}});
+  // --- dropout with a fixed mask (generator created inside the function)
+  c.push_back({"dropout", [](auto in) {
+                 Generator g(7);
+                 return dropout(in[0], 0.3, true, g);
+               }, {rnd({4, 5}, 72)}});
+  // --- shape ops
+  c.push_back({"reshape", [](auto in) { return in[0].reshape({3, -1}) * in[1]; }, {rnd({2, 6}, 73), rnd({4}, 74)}});
+  c.push_back({"reshape_of_transposed", [T](auto in) { return T(in[0]).reshape({-1}); }, {rnd({3, 4}, 75)}});
+  c.push_back({"permute", [](auto in) { return in[0].permute({2, 0, 1}) * in[1]; }, {rnd({2, 3, 4}, 76), rnd({4, 1, 3}, 77)}});
+  c.push_back({"narrow_slice", [](auto in) { return in[0].narrow(0, 1, 2).narrow(1, 1, 2) + in[0].slice(0, 1, 3).narrow(1, 0, 2); }, {rnd({3, 4}, 78)}});
+  c.push_back({"cat", [](auto in) { return cat({in[0], in[1], in[0]}, 1); }, {rnd({2, 3}, 79), rnd({2, 1}, 80)}});
+  c.push_back({"stack", [T](auto in) { return stack({in[0], T(in[1])}, 0); }, {rnd({2, 3}, 81), rnd({3, 2}, 82)}});
+  c.push_back({"split_chunk", [](auto in) {
+                 auto parts = split(in[0], 2, 1);
+                 auto halves = chunk(in[0], 2, 0);
+                 return parts[0] * parts[2].expand({3, 2}) + sum(halves[0].narrow(1, 0, 2), {0}, true);
+               }, {rnd({3, 5}, 83)}});
+  c.push_back({"unsqueeze_squeeze_expand", [](auto in) { return in[0].unsqueeze(1).expand({3, 2, 4}).squeeze(0) * in[1]; },
+               {rnd({3, 4}, 84), rnd({2, 1}, 85)}});
+  c.push_back({"contiguous_clone", [T](auto in) { return T(in[0]).contiguous().clone() * 2.0; }, {rnd({3, 4}, 86)}});
+  return c;
+}
+
+// Test names and failure messages show the case name instead of the object's bytes.
+void PrintTo(const OpCase& op, std::ostream* os) { *os << op.name; }
+
+class OpGradcheck : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(OpGradcheck, MatchesFiniteDifferences) {
+  const OpCase& op = GetParam();
+  GradcheckResult r = gradcheck(op.f, op.inputs, op.options);
+  std::cout << "[gradcheck] " << op.name << ": worst relative error " << r.max_relative_error << " (" << r.summary()
+            << ")\n";
+  EXPECT_TRUE(r.passed) << op.name << ": " << r.summary();
+  EXPECT_GT(r.entries_checked, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllOps, OpGradcheck, ::testing::ValuesIn(all_cases()),
+                         [](const ::testing::TestParamInfo<OpCase>& info) { return info.param.name; });
+
+}  // namespace
+
+// The checker itself must be able to fail: x.detach() hides a term from backward.
+TEST(Gradcheck, DetectsAWrongGradient) {
+  GradcheckResult r = gradcheck([](auto in) { return mul(in[0], in[0].detach()); }, {rnd({4}, 99)});
+  EXPECT_FALSE(r.passed) << r.summary();
+  EXPECT_GT(r.worst_ratio, 1.0);
+}
+
+TEST(Gradcheck, WorstEntryIsReported) {
+  GradcheckResult r = gradcheck([](auto in) { return mul(in[0], in[1].detach()); }, {rnd({3}, 1), rnd({3}, 2)});
+  EXPECT_FALSE(r.passed);
+  EXPECT_EQ(r.worst_input, 1u);  // the input whose gradient was dropped
+  EXPECT_EQ(r.analytic, 0.0);
+  EXPECT_NE(r.summary().find("FAILED"), std::string::npos);
+}

@@ -1,0 +1,137 @@
+// Bad input: every op throws std::invalid_argument naming itself and what it got.
+#include <minitrain/core/factory.h>
+#include <minitrain/core/ops.h>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+
+using namespace minitrain;
+
+namespace {
+// Runs f, expects std::invalid_argument, and checks the message contains each fragment.
+void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception; expected one mentioning '" << fragments.front() << "'";
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    for (const auto& frag : fragments) EXPECT_NE(msg.find(frag), std::string::npos) << "message: " << msg;
+  }
+}
+}  // namespace
+
+TEST(OpErrors, MatmulShapesThatDoNotAlign) {
+  expect_error([] { matmul(zeros({2, 3}), zeros({4, 5})); }, {"matmul: shapes [2,3] and [4,5] do not align"});
+  expect_error([] { matmul(zeros({3}), zeros({3, 2})); }, {"matmul", "at least 2 dims", "[3]"});
+  expect_error([] { matmul(zeros({2, 2, 3}), zeros({3, 3, 4})); }, {"matmul", "do not broadcast"});
+  expect_error([] { matmul(zeros({2, 3}), zeros({3, 4}, DType::Float64)); }, {"matmul", "float32", "float64"});
+}
+
+TEST(OpErrors, ElementwiseBroadcastAndDtype) {
+  expect_error([] { add(zeros({2, 3}), zeros({4})); }, {"add", "[2,3]", "[4]", "broadcast"});
+  expect_error([] { mul(zeros({2}), zeros({3})); }, {"mul", "[2]", "[3]"});
+  expect_error([] { sub(zeros({2}), zeros({2}, DType::Float64)); }, {"sub", "dtypes"});
+  expect_error([] { div(zeros({2}), Tensor()); }, {"div", "undefined"});
+  expect_error([] { exp(Tensor()); }, {"exp", "undefined"});
+}
+
+TEST(OpErrors, ReductionsAndDims) {
+  expect_error([] { sum(zeros({2, 3}), {2}); }, {"sum", "dim 2", "out of range"});
+  expect_error([] { sum(zeros({2, 3}), {0, -2}); }, {"sum", "twice"});
+  expect_error([] { mean(zeros({0, 3}), {0}); }, {"mean", "zero elements"});
+  expect_error([] { var(zeros({1, 3}), {0}); }, {"var", "more than 1"});
+  expect_error([] { max(zeros({2, 3}), 5); }, {"max", "dim 5"});
+  expect_error([] { softmax(zeros({2, 3}), 2); }, {"softmax", "dim 2"});
+  expect_error([] { log_softmax(scalar_tensor(1.0), 0); }, {"log_softmax", "scalar"});
+}
+
+TEST(OpErrors, ShapeOps) {
+  expect_error([] { zeros({2, 3}).reshape({4, 2}); }, {"reshape", "[2,3]", "[4,2]"});
+  expect_error([] { zeros({2, 3}).reshape({-1, -1}); }, {"reshape", "-1"});
+  expect_error([] { zeros({2, 3}).transpose(0, 2); }, {"transpose", "dim 2"});
+  expect_error([] { zeros({2, 3}).narrow(1, 2, 2); }, {"narrow", "[2, 4)", "[2,3]"});
+  expect_error([] { zeros({2, 3}).expand({4, 3}); }, {"expand", "[2,3]", "[4,3]"});
+  expect_error([] { cat({zeros({2, 3}), zeros({2, 4})}, 0); }, {"cat", "tensor 1", "[2,4]"});
+  expect_error([] { cat({}, 0); }, {"cat", "at least one"});
+  expect_error([] { stack({zeros({2}), zeros({3})}, 0); }, {"stack", "tensor 1", "[3]"});
+  expect_error([] { split(zeros({4}), 0, 0); }, {"split", "split_size"});
+  expect_error([] { zeros({2}).permute({0, 1}); }, {"permute", "2 dims"});
+}
+
+TEST(OpErrors, NnOps) {
+  expect_error([] { embedding(zeros({5, 3}), Indices({2}, {1, 5})); }, {"embedding", "id 5", "position 1", "[0, 5)"});
+  expect_error([] { embedding(zeros({5}), Indices({1}, {0})); }, {"embedding", "(V, C)", "[5]"});
+  expect_error([] { cross_entropy(zeros({4, 3}), Indices({3}, {0, 1, 2})); }, {"cross_entropy", "[3]", "[4,3]"});
+  expect_error([] { cross_entropy(zeros({2, 3}), Indices({2}, {0, 3})); }, {"cross_entropy", "target 3", "position 1"});
+  expect_error([] { layer_norm(zeros({2, 4}), zeros({3}), Tensor()); }, {"layer_norm", "weight", "[3]", "[2,4]"});
+  expect_error([] { layer_norm(zeros({2, 4}), Tensor(), zeros({4}, DType::Float64)); }, {"layer_norm", "dtypes"});
+  expect_error([] { masked_fill(zeros({2, 3}), zeros({4}), 0.0); }, {"masked_fill", "[4]"});
+  expect_error([] { masked_fill(zeros({3}), zeros({2, 3}), 0.0); }, {"masked_fill", "does not broadcast to input"});
+  expect_error([] { where(zeros({2}), zeros({3}), zeros({3})); }, {"where", "[2]", "[3]"});
+  expect_error([] {
+    Generator g(0);
+    dropout(zeros({2}), 1.5, true, g);
+  }, {"dropout", "[0, 1]"});
+  expect_error([] { causal_mask(-1); }, {"causal_mask", "negative"});
+  expect_error([] { zeros({2, 3}).at({0, 3}); }, {"at", "index 3", "[2,3]"});
+}
+
+TEST(OpSemantics, FullyMaskedSoftmaxRowIsZerosNotNaN) {
+  const double inf = std::numeric_limits<double>::infinity();
+  Tensor x = from_vector(std::vector<double>{-inf, -inf, -inf, 1.0, 2.0, -inf}, {2, 3});
+  Tensor y = softmax(x, -1);
+  EXPECT_EQ(y.at({0, 0}), 0.0);
+  EXPECT_EQ(y.at({0, 2}), 0.0);
+  EXPECT_NEAR(y.at({1, 0}) + y.at({1, 1}), 1.0, 1e-15);
+  EXPECT_EQ(y.at({1, 2}), 0.0);
+  Tensor ly = log_softmax(x, -1);
+  EXPECT_EQ(ly.at({0, 1}), -inf);
+  EXPECT_FALSE(std::isnan(ly.at({1, 0})));
+}
+
+TEST(OpSemantics, CrossEntropyOfHugeLogitsIsExact) {
+  // logits 1e8 apart: naive log(softmax) gives 0 or inf; the fused form gives exactly 1e8.
+  Tensor logits = from_vector(std::vector<double>{1e8, 0.0}, {1, 2});
+  EXPECT_DOUBLE_EQ(cross_entropy(logits, Indices({1}, {1})).item(), 1e8);
+  EXPECT_DOUBLE_EQ(cross_entropy(logits, Indices({1}, {0})).item(), 0.0);
+  Tensor f32 = from_vector(std::vector<float>{1e4f, -1e4f, 0.0f}, {1, 3});
+  EXPECT_FLOAT_EQ(static_cast<float>(cross_entropy(f32, Indices({1}, {2})).item()), 1e4f);
+}
+
+TEST(OpSemantics, LayerNormIsPreciseOnLargeMeanAndConstantRows) {
+  // Rows x*0.01 + 1e4 in float32: one-pass E[x^2]-E[x]^2 loses everything here.
+  std::vector<float> v;
+  for (int i = 0; i < 8; ++i) v.push_back(1e4f + 0.01f * static_cast<float>(i));
+  for (int i = 0; i < 8; ++i) v.push_back(5.0f);  // a constant row
+  Tensor y = layer_norm(from_vector(v, {2, 8}), Tensor(), Tensor(), 1e-5);
+  std::vector<double> ref(8);  // exact normalisation of 0..7 (scaled) in double
+  double m = 0, var = 0;
+  for (int i = 0; i < 8; ++i) m += (1e4f + 0.01f * i);
+  m /= 8;
+  for (int i = 0; i < 8; ++i) var += std::pow((1e4f + 0.01f * i) - m, 2);
+  var /= 8;
+  for (int i = 0; i < 8; ++i) EXPECT_NEAR(y.at({0, i}), ((1e4f + 0.01f * i) - m) / std::sqrt(var + 1e-5), 2e-3);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(y.at({1, i}), 0.0);
+}
+
+TEST(OpSemantics, EmbeddingBackwardScatterAddsAndLeavesUnusedRowsZero) {
+  Tensor w = ones({4, 2}, DType::Float64).set_requires_grad(true);
+  sum(embedding(w, Indices({3}, {2, 0, 2}))).backward();
+  EXPECT_EQ(w.grad().to_vector<double>(), (std::vector<double>{1, 1, 0, 0, 2, 2, 0, 0}));
+}
+
+TEST(OpSemantics, DropoutIsIdentityInEvalAndScalesInTraining) {
+  Generator g(0);
+  Tensor x = ones({1000});
+  EXPECT_EQ(dropout(x, 0.5, false, g).to_vector<float>(), x.to_vector<float>());
+  Tensor y = dropout(x, 0.25, true, g);
+  int zeros_count = 0;
+  for (float v : y.to_vector<float>()) {
+    if (v == 0.0f) ++zeros_count;
+    else EXPECT_FLOAT_EQ(v, 1.0f / 0.75f);
+  }
+  EXPECT_NEAR(zeros_count / 1000.0, 0.25, 0.05);
+}
