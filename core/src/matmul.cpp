@@ -4,6 +4,7 @@
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 
+#include "blas.h"
 #include "tensor_impl.h"
 
 #include <cblas.h>
@@ -45,17 +46,6 @@ bool matrix_layout(const Tensor& t, GemmOperand& out) {
   return gemm_layout(t.shape()[nd - 2], t.shape()[nd - 1], t.strides()[nd - 2], t.strides()[nd - 1], out);
 }
 
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-          int64_t ldb, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
-              int(k), 1.0f, a, int(lda), b, int(ldb), 0.0f, c, int(ldc));
-}
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
-          int64_t ldb, double* c, int64_t ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
-              int(k), 1.0, a, int(lda), b, int(ldb), 0.0, c, int(ldc));
-}
-
 // Storage offset of batch element `index` (row-major over batch_shape) for a tensor expanded to it.
 int64_t batch_offset(const Tensor& t, const Shape& batch_shape, int64_t index) {
   int64_t off = t.offset();
@@ -90,13 +80,25 @@ Tensor matmul_forward(Tensor a, Tensor b) {
     const T* bp = b.impl()->storage->template ptr<T>();
     T* cp = out.data<T>();
     for (int64_t i = 0; i < batches; ++i)
-      gemm(la.transposed, lb.transposed, m, n, k, ap + batch_offset(a, batch, i), la.ld,
-           bp + batch_offset(b, batch, i), lb.ld, cp + i * m * n, n);
+      gemm(la.transposed, lb.transposed, m, n, k, T(1), ap + batch_offset(a, batch, i), la.ld,
+           bp + batch_offset(b, batch, i), lb.ld, T(0), cp + i * m * n, n);
   });
   return out;
 }
 
 }  // namespace
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+              int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+          const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+              int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   check_defined(a, "matmul", "first operand");

@@ -28,6 +28,29 @@ Tensor Tensor::contiguous() const {
   });
 }
 
+Tensor& Tensor::copy_(const Tensor& src) {
+  check_defined(*this, "copy_");
+  check_defined(src, "copy_", "source");
+  if (!is_leaf()) throw_arg("copy_", "cannot overwrite a tensor with autograd history");
+  if (src.shape() != shape())
+    throw_arg("copy_", "source of shape " + shape_str(src.shape()) + " does not match " + shape_str(shape()));
+  copy_strided(src, *this);
+  return *this;
+}
+
+Tensor& Tensor::set_data(const Tensor& src) {
+  check_defined(*this, "set_data");
+  check_defined(src, "set_data", "source");
+  if (!is_leaf() || !src.is_leaf()) throw_arg("set_data", "both tensors must be leaves");
+  TensorImpl& t = *impl();
+  t.storage = src.impl()->storage;
+  t.shape = src.shape();
+  t.strides = src.strides();
+  t.offset = src.offset();
+  if (t.grad && t.grad->dtype() != t.dtype()) t.grad.reset();
+  return *this;
+}
+
 Tensor Tensor::to(DType target) const {
   check_defined(*this, "to");
   if (dtype() == target) return *this;

@@ -129,6 +129,18 @@ std::vector<OpCase> all_cases() {
                  Generator g(7);
                  return dropout(in[0], 0.3, true, g);
                }, {rnd({4, 5}, 72)}});
+  // --- fused attention: causal, with dropout, and queries at the end of longer keys (KV cache)
+  c.push_back({"attention_causal", [](auto in) { return scaled_dot_product_attention(in[0], in[1], in[2], 0.5, true); },
+               {rnd({2, 4, 3}, 88), rnd({2, 4, 3}, 89), rnd({2, 4, 2}, 90)}});
+  c.push_back({"attention_dropout", [](auto in) {
+                 Generator g(3);
+                 return scaled_dot_product_attention(in[0], in[1], in[2], 0.7, true, 0.25, true, &g);
+               }, {rnd({1, 2, 4, 3}, 91), rnd({1, 2, 4, 3}, 92), rnd({1, 2, 4, 3}, 93)}});
+  c.push_back({"attention_kv_cache_rows", [](auto in) { return scaled_dot_product_attention(in[0], in[1], in[2], 0.6, true); },
+               {rnd({2, 2, 3}, 94), rnd({2, 5, 3}, 95), rnd({2, 5, 3}, 96)}});
+  c.push_back({"attention_not_causal_transposed", [](auto in) {
+                 return scaled_dot_product_attention(in[0].transpose(-1, -2), in[1], in[2], 0.4, false);
+               }, {rnd({2, 3, 4}, 97), rnd({2, 5, 3}, 98), rnd({2, 5, 2}, 99)}});
   // --- shape ops
   c.push_back({"reshape", [](auto in) { return in[0].reshape({3, -1}) * in[1]; }, {rnd({2, 6}, 73), rnd({4}, 74)}});
   c.push_back({"reshape_of_transposed", [T](auto in) { return T(in[0]).reshape({-1}); }, {rnd({3, 4}, 75)}});

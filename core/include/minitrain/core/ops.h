@@ -88,6 +88,13 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 // the identity when !training or p == 0.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 
+// Fused scaled dot-product attention: softmax(q·kᵀ·scale, causal-masked) (dropout) · v, with its own
+// backward. q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv) -> (..., Tq, Dv). With `causal`, query i
+// sees keys j <= i + (Tk - Tq), so queries at the end of a longer key sequence (a KV cache) are masked
+// correctly. Dropout on the attention weights needs `gen` when training and dropout_p > 0.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
+                                    double dropout_p = 0.0, bool training = false, Generator* gen = nullptr);
+
 // Joining and splitting (differentiable).
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);

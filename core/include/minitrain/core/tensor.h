@@ -70,6 +70,13 @@ class Tensor {
   Tensor squeeze(int64_t dim) const;
   Tensor expand(const Shape& shape) const;
 
+  // In-place edits of a tensor's values, outside autograd (parameter updates, loading weights).
+  // copy_ writes src's values (same shape, dtype converted) into this tensor's storage;
+  // set_data makes this handle's TensorImpl point at src's storage and dtype, so every other handle
+  // to the same parameter sees the change (Module::to uses it). Both refuse tensors with history.
+  Tensor& copy_(const Tensor& src);
+  Tensor& set_data(const Tensor& src);
+
   // Autograd.
   bool requires_grad() const;
   Tensor& set_requires_grad(bool requires_grad);  // leaves only
