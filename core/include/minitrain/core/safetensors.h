@@ -1,0 +1,59 @@
+// Reading and writing the safetensors format (https://github.com/huggingface/safetensors).
+//
+// Layout: an 8-byte little-endian uint64 N, then N bytes of UTF-8 JSON
+//   {"__metadata__": {"key": "value", ...},
+//    "name": {"dtype": "F32", "shape": [3, 4], "data_offsets": [begin, end]}, ...}
+// then the data section. Offsets are byte offsets into the data section; each tensor is stored
+// little-endian, row-major and contiguous.
+//
+// Writing: F32 and F64 tensors (any layout; views are made contiguous). The output is deterministic:
+// the JSON lists "__metadata__" (when non-empty) and then the tensors sorted by name; the data section
+// holds F64 tensors before F32 tensors, each group sorted by name, with no gaps (so every tensor is
+// aligned to its element size, like the reference writer). The header is padded with spaces to a
+// multiple of 8 bytes. save_safetensors writes atomically: a temporary file next to `path` is written,
+// flushed, fsync'ed and renamed over `path`; on failure the temporary file is removed and `path` is
+// left untouched.
+//
+// Reading: F32 and F64 tensors load as Float32 / Float64; F16 and BF16 are converted to Float32. Other
+// dtypes (integers, bool, FP8) are rejected. The reader treats the file as hostile: every structural
+// problem (bad header length, malformed JSON, duplicate keys, missing, extra or ill-typed fields,
+// unknown dtypes, bad shapes, offsets that do not match the shape, overlap or gaps between tensors,
+// a truncated or over-long data section, non-string metadata) throws std::runtime_error whose message
+// starts with the file name and names the tensor involved. Nothing is returned unless the whole file
+// is valid. The header is capped at 100,000,000 bytes (as in the reference implementation).
+//
+// Only little-endian hosts are supported (checked at compile time).
+#pragma once
+
+#include <minitrain/core/tensor.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace minitrain {
+
+struct SafeTensors {
+  std::map<std::string, Tensor> tensors;
+  std::map<std::string, std::string> metadata;  // the "__metadata__" object
+};
+
+// Writes `tensors` and `metadata` to `path` atomically. Throws std::invalid_argument for tensors that
+// cannot be stored (undefined, or named "__metadata__", or a name that is not valid UTF-8) and
+// std::runtime_error naming the path and the system error for I/O failures.
+void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// Reads a whole file; the tensors are fresh buffers (no mapping of the file is kept). The data section
+// is read tensor by tensor, so the peak memory is the tensors plus the header.
+SafeTensors load_safetensors(const std::string& path);
+
+// Parses an in-memory file. `source_name` prefixes every error message (a path, or "<memory>").
+SafeTensors parse_safetensors(const uint8_t* data, std::size_t size, const std::string& source_name);
+
+// The bytes save_safetensors writes. Same input, same bytes.
+std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
+                                  const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace minitrain
