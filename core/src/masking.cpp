@@ -4,6 +4,8 @@
 
 #include "elementwise_kernels.h"
 
+#include <algorithm>
+
 namespace minitrain {
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
@@ -42,11 +44,14 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   });
 }
 
-Tensor causal_mask(int64_t n, DType dtype) {
-  if (n < 0) throw_arg("causal_mask", "negative size " + std::to_string(n));
-  Tensor m = zeros({n, n}, dtype);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i + 1; j < n; ++j) m.set({i, j}, 1.0);
+Tensor causal_mask(int64_t n, DType dtype) { return causal_mask(n, n, dtype); }
+
+Tensor causal_mask(int64_t rows, int64_t cols, DType dtype) {
+  if (rows < 0 || cols < 0)
+    throw_arg("causal_mask", "negative size " + std::to_string(rows) + "x" + std::to_string(cols));
+  Tensor m = zeros({rows, cols}, dtype);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = std::max<int64_t>(0, i + cols - rows + 1); j < cols; ++j) m.set({i, j}, 1.0);
   return m;
 }
 

@@ -72,6 +72,9 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 // A (n, n) mask that is 1 strictly above the diagonal: the future positions a causal model must not see.
 Tensor causal_mask(int64_t n, DType dtype = DType::Float32);
+// The (rows, cols) version for queries at the end of a longer key sequence (a KV cache): entry (i, j) is
+// 1 where j > i + (cols - rows).
+Tensor causal_mask(int64_t rows, int64_t cols, DType dtype);
 
 // Row gather: weight (V, C), ids of any shape -> ids.shape + (C). Backward scatter-adds repeated ids.
 Tensor embedding(const Tensor& weight, const Indices& ids);

@@ -1,0 +1,93 @@
+// A GPT-2 style decoder: token + position embeddings, pre-LN blocks, final LayerNorm, tied LM head.
+// Parameter names and shapes follow nanoGPT, so state dicts move between the two.
+#pragma once
+
+#include <minitrain/nn/attention.h>
+#include <minitrain/nn/containers.h>
+#include <minitrain/nn/layers.h>
+
+#include <vector>
+
+namespace minitrain::nn {
+
+enum class Activation { Gelu, GeluTanh, Relu };
+enum class PositionalEncoding { Learned, Sinusoidal };
+
+// Two linear maps with an activation between: C -> 4C -> C, then dropout.
+class MLP : public Module {
+ public:
+  MLP(int64_t n_embd, bool bias, double dropout, Activation activation = Activation::Gelu,
+      std::shared_ptr<Generator> dropout_gen = nullptr, Generator* init_gen = nullptr);
+  Tensor forward(const Tensor& x);  // (..., C) -> (..., C)
+  std::shared_ptr<Linear> c_fc, c_proj;
+  std::shared_ptr<Dropout> drop;
+  Activation activation;
+};
+
+struct GPTConfig {
+  int64_t block_size = 64;
+  int64_t vocab_size = 65;
+  int64_t n_layer = 4;
+  int64_t n_head = 4;
+  int64_t n_embd = 128;
+  double dropout = 0.0;
+  bool bias = true;
+  Activation activation = Activation::Gelu;
+  PositionalEncoding positional = PositionalEncoding::Learned;
+  double attention_scale = std::numeric_limits<double>::quiet_NaN();  // NaN: 1/sqrt(head size)
+  AttentionPath attention_path = AttentionPath::Fused;
+  uint64_t seed = 1337;  // initial weights and dropout masks
+  void validate() const;  // throws std::invalid_argument naming the bad field
+};
+
+// Pre-LN residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+class Block : public Module {
+ public:
+  Block(const GPTConfig& config, std::shared_ptr<Generator> dropout_gen, Generator* init_gen);
+  Tensor forward(const Tensor& x, KVCache* cache = nullptr);  // (B, T, C) -> (B, T, C)
+  std::shared_ptr<LayerNorm> ln_1, ln_2;
+  std::shared_ptr<MultiHeadAttention> attn;
+  std::shared_ptr<MLP> mlp;
+};
+
+class GPT : public Module {
+ public:
+  explicit GPT(const GPTConfig& config);
+
+  // idx: (B, T) token ids, T <= block_size -> logits (B, T, vocab_size).
+  Tensor forward(const Indices& idx);
+  // Mean next-token cross-entropy of forward(idx) against targets (B, T).
+  Tensor loss(const Indices& idx, const Indices& targets);
+  // Incremental forward: idx holds positions caches[0].length() ... onwards; fills the caches.
+  Tensor forward_cached(const Indices& idx, std::vector<KVCache>& caches);
+
+  // Samples max_new_tokens after `prompt` with the KV cache, in eval mode and without a graph.
+  // temperature 0 is greedy; top_k <= 0 means the whole vocabulary (larger values are clamped);
+  // the context is cropped to block_size. Restores the previous train/eval mode.
+  std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens, double temperature,
+                                int64_t top_k, Generator& gen);
+
+  void set_attention_path(AttentionPath path);
+  const GPTConfig& config() const { return config_; }
+  Generator& dropout_generator() { return *dropout_gen_; }
+  // The closed-form parameter count (tied LM head counted once).
+  static int64_t expected_num_parameters(const GPTConfig& config);
+
+  std::shared_ptr<Module> transformer;
+  std::shared_ptr<Embedding> wte, wpe;  // wpe is null with sinusoidal positions
+  std::shared_ptr<Dropout> drop;
+  std::shared_ptr<ModuleList<Block>> h;
+  std::shared_ptr<LayerNorm> ln_f;
+  std::shared_ptr<Linear> lm_head;  // weight is wte's weight (one storage)
+
+ private:
+  Tensor embed(const Indices& idx, int64_t start_position);  // (B, T) -> (B, T, C)
+  Tensor head(const Tensor& x);                              // (B, T, C) -> logits
+  GPTConfig config_;
+  std::shared_ptr<Generator> dropout_gen_;
+};
+
+// Sinusoidal position table (T, C): sin at even, cos at odd channels, 10000^(-2i/C) frequencies.
+Tensor sinusoidal_positions(int64_t positions, int64_t channels, int64_t start, DType dtype);
+
+}  // namespace minitrain::nn

@@ -1,0 +1,60 @@
+// The basic layers: Linear, Embedding, LayerNorm, Dropout. Each declares its own typed forward.
+#pragma once
+
+#include <minitrain/core/ops.h>
+#include <minitrain/nn/module.h>
+
+#include <memory>
+
+namespace minitrain::nn {
+
+// y = x Wᵀ + b, with W shaped (out, in) as in PyTorch. Initialised U(−1/√in, 1/√in) like PyTorch.
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator* gen = nullptr);
+  Tensor forward(const Tensor& x);  // (..., in) -> (..., out)
+  Tensor weight, bias;              // bias undefined when disabled
+  int64_t in_features, out_features;
+
+ protected:
+  std::string extra_repr() const override;
+};
+
+// Row lookup: ids (...) -> (..., dim). Initialised N(0, 1) like PyTorch.
+class Embedding : public Module {
+ public:
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, Generator* gen = nullptr);
+  Tensor forward(const Indices& ids);
+  Tensor weight;
+  int64_t num_embeddings, embedding_dim;
+
+ protected:
+  std::string extra_repr() const override;
+};
+
+// Normalises the last dim; weight 1 and bias 0 at start (bias optional, as nanoGPT's LayerNorm).
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(int64_t dim, double eps = 1e-5, bool bias = true);
+  Tensor forward(const Tensor& x);
+  Tensor weight, bias;
+  int64_t dim;
+  double eps;
+
+ protected:
+  std::string extra_repr() const override;
+};
+
+// Inverted dropout drawing from a shared generator; the identity in eval mode.
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p, std::shared_ptr<Generator> gen = nullptr);
+  Tensor forward(const Tensor& x);
+  double p;
+  std::shared_ptr<Generator> gen;
+
+ protected:
+  std::string extra_repr() const override;
+};
+
+}  // namespace minitrain::nn

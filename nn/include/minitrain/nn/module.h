@@ -1,0 +1,80 @@
+// Module: the base of every layer and model, in the style of PyTorch's C++ frontend.
+//
+//   struct TwoLayer : nn::Module {
+//     std::shared_ptr<nn::Linear> fc1, fc2;
+//     TwoLayer() : Module("TwoLayer") {
+//       fc1 = register_module("fc1", std::make_shared<nn::Linear>(4, 8));
+//       fc2 = register_module("fc2", std::make_shared<nn::Linear>(8, 1));
+//     }
+//     Tensor forward(const Tensor& x) { return fc2->forward(relu(fc1->forward(x))); }
+//   };
+//
+// Parameters are Tensor handles registered by name; named_parameters() gives dotted names
+// ("fc1.weight"). A tensor registered under two names (tied weights) is one parameter: listed once by
+// parameters() and named_parameters() and counted once, but present under both names in state_dict().
+#pragma once
+
+#include <minitrain/core/tensor.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace minitrain::nn {
+
+using StateDict = std::map<std::string, Tensor>;
+
+class Module {
+ public:
+  explicit Module(std::string type_name);
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Registers (or replaces) a parameter; it becomes a leaf that requires grad. Returns it.
+  Tensor register_parameter(const std::string& name, Tensor tensor, bool requires_grad = true);
+  // Registers (or replaces) a child module. Returns it, typed.
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    register_child(name, module);
+    return module;
+  }
+
+  std::vector<Tensor> parameters() const;  // unique, in registration order, children after own
+  std::vector<std::pair<std::string, Tensor>> named_parameters() const;  // unique, dotted names
+  std::vector<std::shared_ptr<Module>> children() const;
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const { return children_; }
+  const std::string& type_name() const { return type_name_; }
+
+  void train(bool on = true);  // recursive
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+  void zero_grad();
+  void to(DType dtype);  // converts every parameter in place; handles stay valid
+  DType dtype() const;   // of the first parameter (float32 if there is none)
+
+  StateDict state_dict() const;  // every name, tied tensors under each of their names
+  // Copies values into the existing parameters (converting dtype). With strict, missing, unexpected
+  // or mis-shaped entries are one error naming all of them, and nothing is changed.
+  void load_state_dict(const StateDict& state, bool strict = true);
+
+  int64_t num_parameters() const;  // elements, tied tensors once
+  std::string summary() const;     // the module tree with parameter shapes and counts
+
+ protected:
+  virtual std::string extra_repr() const { return ""; }  // "(in=4, out=8)" in the summary
+
+ private:
+  void register_child(const std::string& name, std::shared_ptr<Module> module);
+  void collect_all(const std::string& prefix, std::vector<std::pair<std::string, Tensor>>& out) const;
+  void summary_into(std::string& out, const std::string& name, int depth) const;
+
+  std::string type_name_;
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+}  // namespace minitrain::nn

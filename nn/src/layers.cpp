@@ -1,0 +1,87 @@
+#include <minitrain/nn/layers.h>
+
+#include <minitrain/core/factory.h>
+#include <minitrain/nn/init.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace minitrain::nn {
+
+namespace {
+void check_positive(int64_t v, const char* layer, const char* what) {
+  if (v <= 0) throw std::invalid_argument(std::string(layer) + ": " + what + " must be positive, got " + std::to_string(v));
+}
+}  // namespace
+
+Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator* gen)
+    : Module("Linear"), in_features(in), out_features(out) {
+  check_positive(in, "Linear", "in_features");
+  check_positive(out, "Linear", "out_features");
+  Generator& g = gen ? *gen : default_generator();
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  weight = empty({out, in});
+  uniform_(weight, -bound, bound, g);
+  weight = register_parameter("weight", weight);
+  if (with_bias) {
+    bias = empty({out});
+    uniform_(bias, -bound, bound, g);
+    bias = register_parameter("bias", bias);
+  }
+}
+
+Tensor Linear::forward(const Tensor& x) {
+  // x: (..., in) -> (..., out). Flattening the leading dims gives one large gemm instead of a batch of
+  // small ones; Wᵀ is a view, passed to gemm as a transpose flag.
+  if (x.dim() < 1 || x.size(-1) != in_features)
+    throw std::invalid_argument("Linear: input " + shape_str(x.shape()) + " does not end in in_features " +
+                                std::to_string(in_features));
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+  Tensor y = matmul(x.reshape({-1, in_features}), weight.transpose(0, 1));
+  if (bias.defined()) y = add(y, bias);
+  return y.reshape(out_shape);
+}
+
+std::string Linear::extra_repr() const {
+  return "(in=" + std::to_string(in_features) + ", out=" + std::to_string(out_features) +
+         ", bias=" + (bias.defined() ? "true" : "false") + ")";
+}
+
+Embedding::Embedding(int64_t num, int64_t dim_, Generator* gen)
+    : Module("Embedding"), num_embeddings(num), embedding_dim(dim_) {
+  check_positive(num, "Embedding", "num_embeddings");
+  check_positive(dim_, "Embedding", "embedding_dim");
+  weight = empty({num, dim_});
+  normal_(weight, 0.0, 1.0, gen ? *gen : default_generator());
+  weight = register_parameter("weight", weight);
+}
+
+Tensor Embedding::forward(const Indices& ids) { return embedding(weight, ids); }
+
+std::string Embedding::extra_repr() const {
+  return "(" + std::to_string(num_embeddings) + ", " + std::to_string(embedding_dim) + ")";
+}
+
+LayerNorm::LayerNorm(int64_t dim_, double eps_, bool with_bias) : Module("LayerNorm"), dim(dim_), eps(eps_) {
+  check_positive(dim_, "LayerNorm", "dim");
+  weight = register_parameter("weight", ones({dim_}));
+  if (with_bias) bias = register_parameter("bias", zeros({dim_}));
+}
+
+Tensor LayerNorm::forward(const Tensor& x) { return layer_norm(x, weight, bias, eps); }
+
+std::string LayerNorm::extra_repr() const {
+  return "(" + std::to_string(dim) + ", eps=" + std::to_string(eps) + ", bias=" + (bias.defined() ? "true" : "false") + ")";
+}
+
+Dropout::Dropout(double p_, std::shared_ptr<Generator> gen_) : Module("Dropout"), p(p_), gen(std::move(gen_)) {
+  if (!(p >= 0 && p < 1)) throw std::invalid_argument("Dropout: p must be in [0, 1), got " + std::to_string(p));
+  if (!gen) gen = std::make_shared<Generator>(default_generator().next_u64());
+}
+
+Tensor Dropout::forward(const Tensor& x) { return dropout(x, p, is_training(), *gen); }
+
+std::string Dropout::extra_repr() const { return "(p=" + std::to_string(p) + ")"; }
+
+}  // namespace minitrain::nn
