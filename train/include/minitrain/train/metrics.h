@@ -1,0 +1,33 @@
+// Training metrics: a CSV appended per logged step, and a loss-curve PNG rendered with gnuplot.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+namespace minitrain::train {
+
+struct StepMetrics {
+  int64_t iter = 0;
+  double loss = NAN, lr = NAN, grad_norm = NAN, tokens_per_sec = NAN;
+  double train_eval = NAN, val_eval = NAN;  // set on evaluation steps only
+};
+
+class MetricsCsv {
+ public:
+  // Appends to `path` (writes the header if the file is new or empty).
+  explicit MetricsCsv(const std::string& path);
+  void append(const StepMetrics& m);
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+// Renders train loss and eval losses from the CSV into a PNG, with a horizontal line at `floor`
+// (the corpus entropy) when finite. Returns false (and does nothing) if gnuplot is not installed.
+bool plot_loss_curve(const std::string& csv_path, const std::string& png_path, double floor);
+
+}  // namespace minitrain::train

@@ -1,0 +1,179 @@
+#include <minitrain/train/optimizer.h>
+
+#include <minitrain/core/factory.h>
+
+#include <cmath>
+#include <stdexcept>
+
+namespace minitrain::train {
+
+namespace {
+// Calls f(param_data, grad_data, n) in the parameter's dtype; the gradient is made contiguous.
+template <class F>
+void for_param(Tensor& p, F f) {
+  Tensor g = p.grad().contiguous();
+  if (p.dtype() == DType::Float32)
+    f(p.data<float>(), g.data<float>(), p.numel());
+  else
+    f(p.data<double>(), g.data<double>(), p.numel());
+}
+
+template <class T>
+T* buffer(Tensor& t) {
+  return t.data<T>();
+}
+}  // namespace
+
+Optimizer::Optimizer(NamedParameters params) : params_(std::move(params)) {
+  for (auto& [name, p] : params_)
+    if (!p.defined() || !p.is_leaf() || !p.is_contiguous())
+      throw std::invalid_argument("Optimizer: parameter '" + name + "' must be a defined contiguous leaf");
+}
+
+void Optimizer::zero_grad() {
+  for (auto& [name, p] : params_) p.zero_grad();
+}
+
+AdamW::AdamW(NamedParameters params, const AdamWOptions& options) : Optimizer(std::move(params)), options_(options) {
+  lr_ = options.lr;
+  for (auto& [name, p] : params_) {
+    exp_avg_.push_back(zeros(p.shape(), p.dtype()));
+    exp_avg_sq_.push_back(zeros(p.shape(), p.dtype()));
+  }
+}
+
+void AdamW::step() {
+  ++steps_;
+  const double bc1 = 1 - std::pow(options_.beta1, static_cast<double>(steps_));
+  const double bc2 = 1 - std::pow(options_.beta2, static_cast<double>(steps_));
+  const double step_size = lr_ / bc1, inv_sqrt_bc2 = 1 / std::sqrt(bc2);
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i].second;
+    if (!p.grad().defined()) continue;
+    const double decay = decays(p) ? 1 - lr_ * options_.weight_decay : 1.0;
+    for_param(p, [&](auto* w, const auto* g, int64_t n) {
+      using T = std::remove_pointer_t<decltype(w)>;
+      T* m = buffer<T>(exp_avg_[i]);
+      T* v = buffer<T>(exp_avg_sq_[i]);
+      const T b1 = static_cast<T>(options_.beta1), b2 = static_cast<T>(options_.beta2);
+      for (int64_t j = 0; j < n; ++j) {
+        m[j] = b1 * m[j] + (1 - b1) * g[j];
+        v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j];
+        const double denom = std::sqrt(static_cast<double>(v[j])) * inv_sqrt_bc2 + options_.eps;
+        w[j] = static_cast<T>(w[j] * decay - step_size * m[j] / denom);
+      }
+    });
+  }
+}
+
+std::map<std::string, Tensor> AdamW::state_dict() const {
+  std::map<std::string, Tensor> s;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    s[params_[i].first + ".exp_avg"] = exp_avg_[i];
+    s[params_[i].first + ".exp_avg_sq"] = exp_avg_sq_[i];
+  }
+  return s;
+}
+
+namespace {
+void load_slot(const std::map<std::string, Tensor>& state, const std::string& key, Tensor& slot) {
+  auto it = state.find(key);
+  if (it == state.end()) throw std::invalid_argument("optimizer state: missing '" + key + "'");
+  if (it->second.shape() != slot.shape())
+    throw std::invalid_argument("optimizer state: '" + key + "' has shape " + shape_str(it->second.shape()) +
+                                ", expected " + shape_str(slot.shape()));
+  slot.copy_(it->second);
+}
+}  // namespace
+
+void AdamW::load_state_dict(const std::map<std::string, Tensor>& state, int64_t steps) {
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    load_slot(state, params_[i].first + ".exp_avg", exp_avg_[i]);
+    load_slot(state, params_[i].first + ".exp_avg_sq", exp_avg_sq_[i]);
+  }
+  steps_ = steps;
+}
+
+SGD::SGD(NamedParameters params, const SGDOptions& options) : Optimizer(std::move(params)), options_(options) {
+  lr_ = options.lr;
+  momentum_.resize(params_.size());
+}
+
+void SGD::step() {
+  ++steps_;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i].second;
+    if (!p.grad().defined()) continue;
+    const bool first = !momentum_[i].defined();
+    if (options_.momentum != 0 && first) momentum_[i] = zeros(p.shape(), p.dtype());
+    for_param(p, [&](auto* w, const auto* g, int64_t n) {
+      using T = std::remove_pointer_t<decltype(w)>;
+      T* buf = options_.momentum != 0 ? buffer<T>(momentum_[i]) : nullptr;
+      const T mu = static_cast<T>(options_.momentum), wd = static_cast<T>(options_.weight_decay);
+      const T lr = static_cast<T>(lr_);
+      for (int64_t j = 0; j < n; ++j) {
+        T d = g[j] + wd * w[j];
+        if (buf) {  // PyTorch's form: the first step's buffer is the gradient itself
+          buf[j] = first ? d : mu * buf[j] + d;
+          d = buf[j];
+        }
+        w[j] -= lr * d;
+      }
+    });
+  }
+}
+
+std::map<std::string, Tensor> SGD::state_dict() const {
+  std::map<std::string, Tensor> s;
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    if (momentum_[i].defined()) s[params_[i].first + ".momentum"] = momentum_[i];
+  return s;
+}
+
+void SGD::load_state_dict(const std::map<std::string, Tensor>& state, int64_t steps) {
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    auto it = state.find(params_[i].first + ".momentum");
+    if (it == state.end()) continue;
+    momentum_[i] = zeros(params_[i].second.shape(), params_[i].second.dtype());
+    load_slot(state, it->first, momentum_[i]);
+  }
+  steps_ = steps;
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  double total = 0;
+  for (const Tensor& p : params) {
+    if (!p.grad().defined()) continue;
+    for (double g : p.grad().to_vector<double>()) total += g * g;
+  }
+  const double norm = std::sqrt(total);
+  if (max_norm > 0 && norm > max_norm) {
+    const double scale = max_norm / (norm + 1e-6);
+    for (const Tensor& p : params) {
+      Tensor g = p.grad();
+      if (!g.defined()) continue;
+      if (g.dtype() == DType::Float32) {
+        float* d = g.data<float>();
+        for (int64_t j = 0; j < g.numel(); ++j) d[j] = static_cast<float>(d[j] * scale);
+      } else {
+        double* d = g.data<double>();
+        for (int64_t j = 0; j < g.numel(); ++j) d[j] *= scale;
+      }
+    }
+  }
+  return norm;
+}
+
+namespace {
+constexpr double kPi = 3.14159265358979323846;
+}
+
+double cosine_lr(int64_t iter, int64_t warmup_iters, int64_t decay_iters, double lr, double min_lr) {
+  if (iter < warmup_iters) return lr * static_cast<double>(iter + 1) / static_cast<double>(warmup_iters + 1);
+  if (iter >= decay_iters) return min_lr;
+  const double ratio = static_cast<double>(iter - warmup_iters) / static_cast<double>(decay_iters - warmup_iters);
+  const double coeff = 0.5 * (1.0 + std::cos(kPi * ratio));
+  return min_lr + coeff * (lr - min_lr);
+}
+
+}  // namespace minitrain::train

@@ -1,0 +1,182 @@
+#include <minitrain/train/trainer.h>
+
+#include <minitrain/core/ops.h>
+#include <minitrain/train/checkpoint.h>
+#include <minitrain/train/metrics.h>
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <unistd.h>
+
+namespace minitrain::train {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+std::string format_duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(s / 3600), static_cast<long long>(s % 3600 / 60));
+  else
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+  return buf;
+}
+}  // namespace
+
+Trainer::Trainer(nn::Module& model, LossFn loss_fn, BatchSource batches, TrainOptions options,
+                 std::map<std::string, Generator*> generators, std::map<std::string, std::string> metadata)
+    : model_(model),
+      loss_fn_(std::move(loss_fn)),
+      batches_(std::move(batches)),
+      options_(std::move(options)),
+      generators_(std::move(generators)),
+      metadata_(std::move(metadata)),
+      data_gen_(options_.seed) {
+  AdamWOptions adam;
+  adam.lr = options_.learning_rate;
+  adam.beta1 = options_.beta1;
+  adam.beta2 = options_.beta2;
+  adam.weight_decay = options_.weight_decay;
+  optimizer_ = std::make_unique<AdamW>(model_.named_parameters(), adam);
+  generators_["data"] = &data_gen_;
+}
+
+std::string Trainer::checkpoint_path() const { return (std::filesystem::path(options_.out_dir) / "ckpt.safetensors").string(); }
+
+void Trainer::save(int64_t iter) {
+  std::map<std::string, const Generator*> gens(generators_.begin(), generators_.end());
+  save_checkpoint(checkpoint_path(), iter, model_, optimizer_.get(), gens, metadata_);
+}
+
+std::pair<double, double> Trainer::estimate_loss() {
+  const bool was_training = model_.is_training();
+  model_.eval();
+  NoGradGuard no_grad;
+  double out[2] = {0, 0};
+  for (int split = 0; split < 2; ++split) {
+    // A fixed evaluation stream: the same batches at every evaluation, and the training stream untouched
+    // (so a resumed run continues exactly).
+    Generator eval_gen(options_.seed + 1 + static_cast<uint64_t>(split));
+    for (int64_t k = 0; k < options_.eval_iters; ++k) {
+      TokenBatch b = batches_(split == 0, eval_gen);
+      out[split] += loss_fn_(b.x, b.y).item();
+    }
+    out[split] /= static_cast<double>(std::max<int64_t>(1, options_.eval_iters));
+  }
+  model_.train(was_training);
+  return {out[0], out[1]};
+}
+
+double Trainer::accumulate_gradients(const std::vector<TokenBatch>& micro_batches) {
+  double total = 0;
+  const double steps = static_cast<double>(micro_batches.size());
+  for (const TokenBatch& b : micro_batches) {
+    Tensor loss = loss_fn_(b.x, b.y);
+    const double value = loss.item();
+    if (!std::isfinite(value)) return value;
+    mul(loss, 1.0 / steps).backward();
+    total += value;
+  }
+  return total / steps;
+}
+
+TrainResult Trainer::run() {
+  std::filesystem::create_directories(options_.out_dir);
+  int64_t iter = 0;
+  if (options_.resume) {
+    CheckpointContents c = load_checkpoint(checkpoint_path());
+    restore_checkpoint(c, model_, optimizer_.get(), generators_);
+    iter = c.iter;
+    spdlog::info("resumed from {} at iter {}", checkpoint_path(), iter);
+  }
+  MetricsCsv metrics((std::filesystem::path(options_.out_dir) / "metrics.csv").string());
+  const bool live = options_.progress && isatty(fileno(stdout));
+  model_.train();
+  TrainResult result;
+  const auto start = Clock::now();
+  auto last_log = Clock::now();
+  int64_t tokens_since_log = 0, first_iter = iter;
+  const std::vector<Tensor> params = model_.parameters();
+
+  for (;; ++iter) {
+    const double lr = options_.decay_lr ? cosine_lr(iter, options_.warmup_iters, options_.lr_decay_iters,
+                                                    options_.learning_rate, options_.min_lr)
+                                        : options_.learning_rate;
+    optimizer_->set_lr(lr);
+    if (iter % options_.eval_interval == 0 || iter == options_.max_iters) {
+      auto [train_loss, val_loss] = estimate_loss();
+      result.train_loss = train_loss;
+      result.val_loss = val_loss;
+      if (live) std::printf("\n");
+      if (std::isfinite(options_.entropy_floor))
+        spdlog::info("iter {}: train loss {:.4f}, val loss {:.4f} (corpus entropy {:.4f}, gap {:.4f})", iter, train_loss,
+                     val_loss, options_.entropy_floor, val_loss - options_.entropy_floor);
+      else
+        spdlog::info("iter {}: train loss {:.4f}, val loss {:.4f}", iter, train_loss, val_loss);
+      StepMetrics m;
+      m.iter = iter;
+      m.train_eval = train_loss;
+      m.val_eval = val_loss;
+      metrics.append(m);
+      if (iter > first_iter || iter == options_.max_iters) {
+        save(iter);
+        result.checkpoint = checkpoint_path();
+      }
+    }
+    if (iter >= options_.max_iters) break;
+
+    std::vector<TokenBatch> micro;
+    for (int64_t k = 0; k < options_.gradient_accumulation_steps; ++k) micro.push_back(batches_(true, data_gen_));
+    const double loss = accumulate_gradients(micro);
+    const double norm = clip_grad_norm(params, options_.grad_clip);
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      optimizer_->zero_grad();
+      if (live) std::printf("\n");
+      throw TrainingDiverged("training stopped at iter " + std::to_string(iter) + ": " +
+                             (!std::isfinite(loss) ? "loss" : "gradient norm") + " is not finite (loss " +
+                             std::to_string(loss) + ", grad norm " + std::to_string(norm) +
+                             "); the last good checkpoint is kept at " + checkpoint_path());
+    }
+    optimizer_->step();
+    optimizer_->zero_grad();
+    for (const TokenBatch& b : micro) tokens_since_log += b.x.numel();
+
+    if (iter % options_.log_interval == 0) {
+      const auto now = Clock::now();
+      const double dt = std::chrono::duration<double>(now - last_log).count();
+      const double tok_s = dt > 0 ? static_cast<double>(tokens_since_log) / dt : 0.0;
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      const double per_iter = elapsed / static_cast<double>(iter - first_iter + 1);
+      const double eta = per_iter * static_cast<double>(options_.max_iters - iter - 1);
+      StepMetrics m;
+      m.iter = iter;
+      m.loss = loss;
+      m.lr = lr;
+      m.grad_norm = norm;
+      m.tokens_per_sec = tok_s;
+      metrics.append(m);
+      if (live) {
+        std::printf("\riter %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s   ",
+                    static_cast<long long>(iter), static_cast<long long>(options_.max_iters), loss, lr, norm, tok_s,
+                    format_duration(eta).c_str());
+        std::fflush(stdout);
+      } else {
+        spdlog::info("iter {}: loss {:.4f}, lr {:.2e}, grad norm {:.3f}, {:.0f} tok/s, ETA {}", iter, loss, lr, norm,
+                     tok_s, format_duration(eta));
+      }
+      last_log = now;
+      tokens_since_log = 0;
+    }
+  }
+  result.iters = iter;
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const std::string png = (std::filesystem::path(options_.out_dir) / "loss.png").string();
+  if (plot_loss_curve(metrics.path(), png, options_.entropy_floor)) spdlog::info("loss curve: {}", png);
+  return result;
+}
+
+}  // namespace minitrain::train
