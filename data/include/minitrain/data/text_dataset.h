@@ -1,0 +1,57 @@
+// TextDataset: a character-level language-modelling dataset, as nanoGPT's shakespeare_char.
+//
+// The whole text is tokenised with a CharTokenizer (by default built from the whole text); the first
+// 90% of the tokens (floor(n * 9 / 10)) are the training split, the rest the validation split.
+// get_batch draws B random windows of T + 1 consecutive tokens from one split: x is the first T
+// tokens of each window, y the last T (y[b][t] == x[b][t + 1]), exactly like nanoGPT's get_batch.
+// The window starts come from the Generator passed in, so a seed fixes every batch.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <minitrain/core/random.h>
+#include <minitrain/core/tensor.h>
+#include <minitrain/data/char_tokenizer.h>
+
+namespace minitrain::data {
+
+enum class Split { Train, Val };
+const char* split_name(Split split);  // "train" / "val"
+
+struct Batch {
+  Indices x;  // (B, T) input token ids
+  Indices y;  // (B, T) targets: the next token after each input
+};
+
+class TextDataset {
+ public:
+  // The text of a file. Throws std::runtime_error when the file is missing, unreadable or empty, and
+  // std::invalid_argument when it is not valid UTF-8 (the message names the file and byte offset).
+  static TextDataset from_file(const std::string& path);
+  // The tokenizer is built from the text. Throws std::invalid_argument for an empty or invalid text.
+  static TextDataset from_text(const std::string& utf8);
+  // With a given tokenizer (e.g. restored from a checkpoint): every character must be in it.
+  static TextDataset from_text(const std::string& utf8, CharTokenizer tokenizer);
+
+  const CharTokenizer& tokenizer() const { return tokenizer_; }
+  int64_t vocab_size() const { return tokenizer_.vocab_size(); }
+  int64_t num_tokens() const { return static_cast<int64_t>(tokens_.size()); }  // both splits
+  int64_t size(Split split) const;  // tokens in the split
+  std::vector<int64_t> tokens(Split split) const;
+
+  // x, y: (batch_size, block_size). Window starts are gen.randint(0, size(split) - block_size), one
+  // per row in order. Throws std::invalid_argument when batch_size or block_size is not positive or
+  // when the split holds fewer than block_size + 1 tokens.
+  Batch get_batch(Split split, int64_t batch_size, int64_t block_size, Generator& gen) const;
+
+ private:
+  TextDataset(std::vector<int64_t> tokens, CharTokenizer tokenizer);
+
+  std::vector<int64_t> tokens_;  // train split first, then val
+  int64_t train_size_ = 0;
+  CharTokenizer tokenizer_;
+};
+
+}  // namespace minitrain::data

@@ -1,0 +1,89 @@
+#include <minitrain/data/text_dataset.h>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+#include <filesystem>
+
+namespace minitrain::data {
+
+const char* split_name(Split split) { return split == Split::Train ? "train" : "val"; }
+
+TextDataset::TextDataset(std::vector<int64_t> tokens, CharTokenizer tokenizer)
+    : tokens_(std::move(tokens)),
+      train_size_(static_cast<int64_t>(tokens_.size()) * 9 / 10),
+      tokenizer_(std::move(tokenizer)) {}
+
+TextDataset TextDataset::from_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status))
+    throw std::runtime_error("TextDataset: file '" + path + "' does not exist");
+  if (fs::is_directory(status))
+    throw std::runtime_error("TextDataset: '" + path + "' is a directory, not a text file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("TextDataset: cannot open file '" + path + "' for reading");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) throw std::runtime_error("TextDataset: error while reading file '" + path + "'");
+  const std::string text = buffer.str();
+  if (text.empty()) throw std::runtime_error("TextDataset: file '" + path + "' is empty");
+  try {
+    return from_text(text);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("TextDataset: file '" + path + "': " + e.what());
+  }
+}
+
+TextDataset TextDataset::from_text(const std::string& utf8) {
+  if (utf8.empty()) throw std::invalid_argument("TextDataset: the text is empty");
+  CharTokenizer tokenizer = CharTokenizer::from_text(utf8);
+  return from_text(utf8, std::move(tokenizer));
+}
+
+TextDataset TextDataset::from_text(const std::string& utf8, CharTokenizer tokenizer) {
+  if (utf8.empty()) throw std::invalid_argument("TextDataset: the text is empty");
+  std::vector<int64_t> tokens = tokenizer.encode(utf8);
+  return TextDataset(std::move(tokens), std::move(tokenizer));
+}
+
+int64_t TextDataset::size(Split split) const {
+  return split == Split::Train ? train_size_ : num_tokens() - train_size_;
+}
+
+std::vector<int64_t> TextDataset::tokens(Split split) const {
+  const auto begin = tokens_.begin() + (split == Split::Train ? 0 : train_size_);
+  return std::vector<int64_t>(begin, begin + size(split));
+}
+
+Batch TextDataset::get_batch(Split split, int64_t batch_size, int64_t block_size, Generator& gen) const {
+  if (batch_size <= 0)
+    throw std::invalid_argument("TextDataset::get_batch: batch_size must be positive, got " +
+                                std::to_string(batch_size));
+  if (block_size <= 0)
+    throw std::invalid_argument("TextDataset::get_batch: block_size must be positive, got " +
+                                std::to_string(block_size));
+  const int64_t n = size(split);
+  if (block_size + 1 > n)
+    throw std::invalid_argument("TextDataset::get_batch: block_size " + std::to_string(block_size) +
+                                " needs at least block_size + 1 = " + std::to_string(block_size + 1) +
+                                " tokens, but the " + split_name(split) + " split has only " +
+                                std::to_string(n));
+  const int64_t* data = tokens_.data() + (split == Split::Train ? 0 : train_size_);
+  std::vector<int64_t> x(static_cast<std::size_t>(batch_size * block_size));
+  std::vector<int64_t> y(x.size());
+  for (int64_t b = 0; b < batch_size; ++b) {
+    const int64_t start = gen.randint(0, n - block_size);  // window [start, start + T] fits the split
+    for (int64_t t = 0; t < block_size; ++t) {
+      x[static_cast<std::size_t>(b * block_size + t)] = data[start + t];
+      y[static_cast<std::size_t>(b * block_size + t)] = data[start + t + 1];
+    }
+  }
+  return Batch{Indices({batch_size, block_size}, std::move(x)), Indices({batch_size, block_size}, std::move(y))};
+}
+
+}  // namespace minitrain::data
