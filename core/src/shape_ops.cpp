@@ -255,7 +255,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   Tensor out = make_tensor(out_shape, first.dtype());
   int64_t start = 0;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    Tensor window = make_view(out, out.shape(), out.strides(), 0).narrow(d, start, lengths[i]);
+    Tensor window = out.narrow(d, start, lengths[i]);  // out has no history yet: a plain view
     copy_strided(tensors[i], window);
     start += lengths[i];
   }
