@@ -152,31 +152,39 @@ Tensor relu(const Tensor& x) {
                    [](auto v, auto) { return v > 0 ? 1.0 : 0.0; });
 }
 
+namespace {
+constexpr double kInvSqrt2 = 0.70710678118654752440;
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+constexpr double kSqrt2OverPi = 0.79788456080286535588;
+constexpr double kCubic = 0.044715;
+}  // namespace
+
 Tensor gelu(const Tensor& x, GeluApproximation approximation) {
   // Exact: x·Φ(x), Φ'(x) = φ(x). Tanh form (GPT-2): 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))).
-  constexpr double kInvSqrt2 = 0.70710678118654752440;
-  constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-  constexpr double kSqrt2OverPi = 0.79788456080286535588;
+  // Computed in the tensor's own precision: erff/expf for float32 (double erf was a tenth of a
+  // training step), full precision for float64 gradient checks.
   if (approximation == GeluApproximation::None) {
     return pointwise(
         "gelu", x,
-        [](auto v) { return static_cast<decltype(v)>(0.5 * v * (1 + std::erf(v * kInvSqrt2))); },
+        [](auto v) {
+          using T = decltype(v);
+          return T(0.5) * v * (1 + std::erf(v * T(kInvSqrt2)));
+        },
         [](auto v, auto) {
-          const double xv = v;
-          return 0.5 * (1 + std::erf(xv * kInvSqrt2)) + xv * kInvSqrt2Pi * std::exp(-0.5 * xv * xv);
+          using T = decltype(v);
+          return T(0.5) * (1 + std::erf(v * T(kInvSqrt2))) + v * T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
         });
   }
   return pointwise(
       "gelu_tanh", x,
       [](auto v) {
-        const double xv = v;
-        return static_cast<decltype(v)>(0.5 * xv * (1 + std::tanh(kSqrt2OverPi * (xv + 0.044715 * xv * xv * xv))));
+        using T = decltype(v);
+        return T(0.5) * v * (1 + std::tanh(T(kSqrt2OverPi) * (v + T(kCubic) * v * v * v)));
       },
       [](auto v, auto) {
-        const double xv = v;
-        const double inner = kSqrt2OverPi * (xv + 0.044715 * xv * xv * xv);
-        const double t = std::tanh(inner);
-        return 0.5 * (1 + t) + 0.5 * xv * (1 - t * t) * kSqrt2OverPi * (1 + 3 * 0.044715 * xv * xv);
+        using T = decltype(v);
+        const T t = std::tanh(T(kSqrt2OverPi) * (v + T(kCubic) * v * v * v));
+        return T(0.5) * (1 + t) + T(0.5) * v * (1 - t * t) * T(kSqrt2OverPi) * (1 + 3 * T(kCubic) * v * v);
       });
 }
 

@@ -22,6 +22,15 @@ template <class T>
 T* buffer(Tensor& t) {
   return t.data<T>();
 }
+
+// Calls f(data, n) with the tensor's raw contiguous buffer in its own element type.
+template <class F>
+void dispatch_buffer(Tensor& t, F f) {
+  if (t.dtype() == DType::Float32)
+    f(t.data<float>(), t.numel());
+  else
+    f(t.data<double>(), t.numel());
+}
 }  // namespace
 
 Optimizer::Optimizer(NamedParameters params) : params_(std::move(params)) {
@@ -143,8 +152,11 @@ void SGD::load_state_dict(const std::map<std::string, Tensor>& state, int64_t st
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   double total = 0;
   for (const Tensor& p : params) {
-    if (!p.grad().defined()) continue;
-    for (double g : p.grad().to_vector<double>()) total += g * g;
+    Tensor g = p.grad();  // leaf gradients are contiguous buffers owned by the parameter
+    if (!g.defined()) continue;
+    dispatch_buffer(g, [&](auto* d, int64_t n) {
+      for (int64_t j = 0; j < n; ++j) total += static_cast<double>(d[j]) * d[j];
+    });
   }
   const double norm = std::sqrt(total);
   if (max_norm > 0 && norm > max_norm) {
@@ -152,13 +164,10 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     for (const Tensor& p : params) {
       Tensor g = p.grad();
       if (!g.defined()) continue;
-      if (g.dtype() == DType::Float32) {
-        float* d = g.data<float>();
-        for (int64_t j = 0; j < g.numel(); ++j) d[j] = static_cast<float>(d[j] * scale);
-      } else {
-        double* d = g.data<double>();
-        for (int64_t j = 0; j < g.numel(); ++j) d[j] *= scale;
-      }
+      dispatch_buffer(g, [&](auto* d, int64_t n) {
+        using T = std::remove_pointer_t<decltype(d)>;
+        for (int64_t j = 0; j < n; ++j) d[j] = static_cast<T>(d[j] * scale);
+      });
     }
   }
   return norm;
