@@ -175,7 +175,13 @@ int64_t sample_token(const Tensor& logits_row, double temperature, int64_t top_k
 std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens, double temperature,
                                    int64_t top_k, Generator& gen) {
   if (prompt.empty()) throw std::invalid_argument("GPT::generate: the prompt needs at least one token");
-  const bool was_training = is_training();
+  // Restores the caller's train/eval mode on every exit, including an exception (a trainer that
+  // catches it must not go on training with dropout silently off).
+  struct ModeRestorer {
+    Module& module;
+    bool was_training;
+    ~ModeRestorer() { module.train(was_training); }
+  } restore_mode{*this, is_training()};
   eval();
   NoGradGuard no_grad;
   std::vector<int64_t> tokens = prompt;
@@ -197,7 +203,6 @@ std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t m
     else
       logits = forward_cached(Indices({1, 1}, {next}), caches);
   }
-  train(was_training);
   return tokens;
 }
 
