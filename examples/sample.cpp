@@ -1,21 +1,25 @@
-// sample: loads a train_gpt checkpoint and generates text from a prompt.
+// sample: loads a train_gpt checkpoint (or, with --import, a nanoGPT state dict written by PyTorch) and
+// generates text from a prompt.
 //
 //   ./build/examples/sample --out_dir out --prompt "The dog" --max_new_tokens 300 --temperature 0.8 --top_k 10
+//   ./build/examples/sample --import model.safetensors --prompt "The dog"   # needs "tokenizer" in its metadata
 #include <minitrain/data/char_tokenizer.h>
 #include <minitrain/nn/gpt.h>
 #include <minitrain/train/checkpoint.h>
 #include <minitrain/train/gpt_config_io.h>
+#include <minitrain/train/nanogpt_io.h>
 
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
 #include <iostream>
+#include <memory>
 
 using namespace minitrain;
 
 int main(int argc, char** argv) {
-  std::string out_dir = "out", prompt = "\n";
-  int64_t max_new_tokens = 300, top_k = 0;
+  std::string out_dir = "out", prompt = "\n", import_path;
+  int64_t max_new_tokens = 300, top_k = 0, n_head = 0;
   double temperature = 0.8;
   uint64_t seed = 1337;
   CLI::App app{"Generate text from a minitrain GPT checkpoint"};
@@ -25,16 +29,34 @@ int main(int argc, char** argv) {
   app.add_option("--temperature", temperature, "0 is greedy")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--top_k", top_k, "sample among the k likeliest (0: all)")->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--seed", seed, "sampling seed")->capture_default_str();
+  app.add_option("--import", import_path, "a nanoGPT state dict (safetensors, e.g. written by PyTorch) instead of a checkpoint");
+  app.add_option("--n_head", n_head, "with --import: heads, when the file has no \"config\" metadata")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   try {
-    train::CheckpointContents c = train::load_checkpoint((std::filesystem::path(out_dir) / "ckpt.safetensors").string());
-    const data::CharTokenizer tokenizer = data::CharTokenizer::from_string(c.metadata.at("tokenizer"));
-    nn::GPT model(train::gpt_config_from_json(c.metadata.at("gpt_config")));
-    model.load_state_dict(c.model);
+    std::unique_ptr<nn::GPT> model;
+    std::string vocabulary;
+    if (!import_path.empty()) {
+      train::ImportedGPT imported = train::import_nanogpt(import_path, n_head);
+      auto it = imported.metadata.find("tokenizer");
+      if (it == imported.metadata.end())
+        throw std::invalid_argument(import_path + ": no \"tokenizer\" in the metadata (the characters of the vocabulary, "
+                                    "in id order), so token ids cannot be turned into text");
+      model = std::move(imported.model);
+      vocabulary = it->second;
+    } else {
+      train::CheckpointContents c = train::load_checkpoint((std::filesystem::path(out_dir) / "ckpt.safetensors").string());
+      model = std::make_unique<nn::GPT>(train::gpt_config_from_json(c.metadata.at("gpt_config")));
+      model->load_state_dict(c.model);
+      vocabulary = c.metadata.at("tokenizer");
+    }
+    const data::CharTokenizer tokenizer = data::CharTokenizer::from_string(vocabulary);
+    if (tokenizer.vocab_size() > model->config().vocab_size)
+      throw std::invalid_argument("the vocabulary has " + std::to_string(tokenizer.vocab_size()) +
+                                  " characters but the model only " + std::to_string(model->config().vocab_size) + " tokens");
     std::vector<int64_t> ids = tokenizer.encode(prompt);
     if (ids.empty()) throw std::invalid_argument("--prompt is empty");
     Generator gen(seed);
-    std::cout << tokenizer.decode(model.generate(ids, max_new_tokens, temperature, top_k, gen)) << "\n";
+    std::cout << tokenizer.decode(model->generate(ids, max_new_tokens, temperature, top_k, gen)) << "\n";
   } catch (const std::exception& e) {
     std::cerr << "sample: " << e.what() << "\n";
     return 1;

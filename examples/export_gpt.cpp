@@ -1,0 +1,70 @@
+// export_gpt: writes a train_gpt checkpoint's model as a nanoGPT state dict that PyTorch loads with
+// GPT.load_state_dict(..., strict=True) (see train/include/minitrain/train/nanogpt_io.h for the layout).
+//
+//   ./build/examples/export_gpt --out_dir out                       # -> out/model.safetensors
+//   ./build/examples/export_gpt --out_dir out --output m.safetensors --probe probe.safetensors
+//
+// --probe also writes a few token sequences ("idx", float64 ids) and minitrain's logits for them
+// ("logits", float32, eval mode), so tests/reference/check_export.py can compare PyTorch's logits.
+// The reverse direction, a PyTorch-written state dict into minitrain, is `sample --import FILE`.
+#include <minitrain/core/factory.h>
+#include <minitrain/core/safetensors.h>
+#include <minitrain/nn/gpt.h>
+#include <minitrain/train/checkpoint.h>
+#include <minitrain/train/gpt_config_io.h>
+#include <minitrain/train/nanogpt_io.h>
+
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <iostream>
+
+using namespace minitrain;
+
+namespace {
+
+// Two sequences of block_size random ids and the model's logits for them.
+void write_probe(nn::GPT& model, const std::string& path) {
+  const int64_t B = 2, T = model.config().block_size;
+  Generator gen(2024);
+  Indices idx = randint(0, model.config().vocab_size, {B, T}, gen);
+  model.eval();
+  NoGradGuard no_grad;
+  Tensor logits = model.forward(idx).to(DType::Float32);
+  std::vector<double> ids(idx.values.begin(), idx.values.end());
+  save_safetensors(path, {{"idx", from_vector(ids, {B, T})}, {"logits", logits}},
+                   {{"config", train::nanogpt_config_to_json(model.config())}});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out_dir = "out", output, probe;
+  CLI::App app{"Export a minitrain GPT checkpoint as a nanoGPT (PyTorch) state dict in safetensors"};
+  app.add_option("--out_dir", out_dir, "directory holding ckpt.safetensors")->capture_default_str();
+  app.add_option("--output", output, "file to write (default: <out_dir>/model.safetensors)");
+  app.add_option("--probe", probe, "also write probe tokens and minitrain's logits to this file");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    const std::string ckpt = (std::filesystem::path(out_dir) / "ckpt.safetensors").string();
+    if (output.empty()) output = (std::filesystem::path(out_dir) / "model.safetensors").string();
+    train::CheckpointContents c = train::load_checkpoint(ckpt);
+    auto config_it = c.metadata.find("gpt_config");
+    if (config_it == c.metadata.end()) throw std::runtime_error(ckpt + ": no \"gpt_config\" in the metadata");
+    nn::GPT model(train::gpt_config_from_json(config_it->second));
+    model.load_state_dict(c.model);
+    std::map<std::string, std::string> extra;
+    if (c.metadata.count("tokenizer")) extra["tokenizer"] = c.metadata.at("tokenizer");
+    train::export_nanogpt(output, model, extra);
+    std::cout << "wrote " << output << " (" << model.state_dict().size() << " tensors, nanoGPT names, config "
+              << train::nanogpt_config_to_json(model.config()) << ")\n";
+    if (!probe.empty()) {
+      write_probe(model, probe);
+      std::cout << "wrote " << probe << " (probe tokens and minitrain's logits)\n";
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "export_gpt: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
