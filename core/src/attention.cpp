@@ -8,6 +8,7 @@
 // dropout, matmul) is the readable reference; tests check that both agree in values and gradients.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
+#include <minitrain/core/profiler.h>
 
 #include "blas.h"
 #include "tensor_impl.h"
@@ -45,6 +46,7 @@ struct AttentionShape {
 
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale,
                                     bool causal, double dropout_p, bool training, Generator* gen) {
+  profiler::Scope scope("scaled_dot_product_attention");
   const char* op = "scaled_dot_product_attention";
   check_defined(q_in, op, "q");
   check_defined(k_in, op, "k");

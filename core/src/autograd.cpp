@@ -1,6 +1,7 @@
 // The reverse-mode engine: recording nodes, one topological walk per backward, freeing the graph.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
+#include <minitrain/core/profiler.h>
 
 #include "tensor_impl.h"
 
@@ -139,7 +140,11 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
       throw std::runtime_error(std::string("backward: the graph through '") + node->name +
                                "' was already freed by an earlier backward; pass retain_graph=true "
                                "to the first call to backward twice");
-    std::vector<Tensor> in_grads = node->backward(gout, node->inputs);
+    std::vector<Tensor> in_grads;
+    {
+      profiler::Scope scope(node->name, /*backward=*/true);
+      in_grads = node->backward(gout, node->inputs);
+    }
     for (std::size_t i = 0; i < node->inputs.size(); ++i) {
       const Tensor& in = node->inputs[i];
       if (!in.defined() || !in.requires_grad() || i >= in_grads.size() || !in_grads[i].defined()) continue;

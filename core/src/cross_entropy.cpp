@@ -5,6 +5,7 @@
 // If every target is ignore_index the loss is 0 with a zero gradient (torch returns NaN).
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
+#include <minitrain/core/profiler.h>
 
 #include "tensor_impl.h"
 
@@ -25,6 +26,7 @@ double row_logsumexp(const T* x, int64_t n) {
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits_in, const Indices& targets, int64_t ignore_index) {
+  profiler::Scope scope("cross_entropy");
   check_defined(logits_in, "cross_entropy", "logits");
   if (logits_in.dim() < 1) throw_arg("cross_entropy", "logits must have a class dim, got a scalar");
   const Shape expected(logits_in.shape().begin(), logits_in.shape().end() - 1);

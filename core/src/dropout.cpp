@@ -2,12 +2,14 @@
 // that evaluation is the identity.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
+#include <minitrain/core/profiler.h>
 
 #include "elementwise_kernels.h"
 
 namespace minitrain {
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  profiler::Scope scope("dropout");
   check_defined(x, "dropout");
   if (!(p >= 0 && p <= 1)) throw_arg("dropout", "probability must be in [0, 1], got " + std::to_string(p));
   if (!training || p == 0) return x;

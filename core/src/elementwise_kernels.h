@@ -4,6 +4,8 @@
 
 #include "strided.h"
 
+#include <minitrain/core/profiler.h>
+
 #include <type_traits>
 
 namespace minitrain {
@@ -11,6 +13,7 @@ namespace minitrain {
 // out = f(x) elementwise.
 template <class F>
 Tensor unary_map(const char* op, const Tensor& x, F f) {
+  profiler::Scope scope(op);
   check_defined(x, op);
   Tensor out = make_tensor(x.shape(), x.dtype());
   TensorImpl& xi = *x.impl();
@@ -36,6 +39,7 @@ Tensor unary_map(const char* op, const Tensor& x, F f) {
 // out = f(a, b) with numpy broadcasting.
 template <class F>
 Tensor binary_map(const char* op, const Tensor& a, const Tensor& b, F f) {
+  profiler::Scope scope(op);
   check_defined(a, op, "first operand");
   check_defined(b, op, "second operand");
   check_same_dtype(a, b, op);

@@ -1,6 +1,7 @@
 // Embedding: a row gather whose backward scatter-adds (repeated ids sum; unused rows get exactly 0).
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
+#include <minitrain/core/profiler.h>
 
 #include "tensor_impl.h"
 
@@ -9,6 +10,7 @@
 namespace minitrain {
 
 Tensor embedding(const Tensor& weight_in, const Indices& ids) {
+  profiler::Scope scope("embedding");
   check_defined(weight_in, "embedding", "weight");
   if (weight_in.dim() != 2) throw_arg("embedding", "weight must be (V, C), got " + shape_str(weight_in.shape()));
   const int64_t vocab = weight_in.size(0), width = weight_in.size(1);

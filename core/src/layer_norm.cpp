@@ -3,6 +3,7 @@
 // of 1e4 or constant rows keep their precision.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
+#include <minitrain/core/profiler.h>
 
 #include "tensor_impl.h"
 
@@ -11,6 +12,7 @@
 namespace minitrain {
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
+  profiler::Scope scope("layer_norm");
   check_defined(x_in, "layer_norm");
   if (x_in.dim() < 1) throw_arg("layer_norm", "needs at least one dim, got a scalar");
   const int64_t width = x_in.size(-1);

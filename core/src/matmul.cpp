@@ -3,6 +3,7 @@
 // <cblas.h> lives here and nowhere near xtensor-blas (their declarations clash).
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
+#include <minitrain/core/profiler.h>
 
 #include "blas.h"
 #include "tensor_impl.h"
@@ -101,6 +102,7 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  profiler::Scope scope("matmul");
   check_defined(a, "matmul", "first operand");
   check_defined(b, "matmul", "second operand");
   if (a.dim() < 2 || b.dim() < 2)

@@ -1,6 +1,7 @@
 // Reductions: sum, mean, var (composed), max along a dim.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
+#include <minitrain/core/profiler.h>
 
 #include "strided.h"
 
@@ -40,6 +41,7 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool k
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
+  profiler::Scope scope("sum");
   check_defined(x, "sum");
   const std::vector<int64_t> dims = reduction_dims(x, dims_in, "sum");
   const Shape kept = reduced_shape(x.shape(), dims, true);

@@ -1,6 +1,7 @@
 // Shape ops: views where the layout allows, copies where it does not; all differentiable.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
+#include <minitrain/core/profiler.h>
 
 #include "strided.h"
 
@@ -21,6 +22,7 @@ Tensor Tensor::clone() const {
 Tensor Tensor::contiguous() const {
   check_defined(*this, "contiguous");
   if (is_contiguous()) return *this;
+  profiler::Scope scope("contiguous");
   Tensor out = make_tensor(shape(), dtype());
   copy_strided(*this, out);
   return attach(out, "contiguous", {*this}, [](const Tensor& g, const std::vector<Tensor>&) {

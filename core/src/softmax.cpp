@@ -3,6 +3,7 @@
 // Rule for a lane that is entirely -inf (every position masked): softmax gives zeros and log_softmax
 // gives -inf, and both pass back a zero gradient, so a fully masked row never produces NaN.
 #include <minitrain/core/ops.h>
+#include <minitrain/core/profiler.h>
 
 #include "lanes.h"
 
@@ -55,6 +56,7 @@ void softmax_lane_backward(const T* g, const T* y, T* dx, int64_t n, int64_t s, 
 }
 
 Tensor softmax_impl(const char* op, const Tensor& x_in, int64_t dim, bool log_output) {
+  profiler::Scope scope(op);
   check_defined(x_in, op);
   if (x_in.dim() == 0) throw_arg(op, "needs at least one dim, got a scalar");
   const int64_t d = wrap_dim(dim, x_in.dim(), op);
