@@ -8,20 +8,11 @@
 #include <minitrain/data/char_tokenizer.h>
 #include <minitrain/data/utf8.h>
 
+#include "error_of.h"
+
 namespace minitrain::data {
 namespace {
 
-// The message of the exception `f` throws (fails the test when it throws nothing or another type).
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
 
 TEST(CharTokenizer, VocabularyIsSortedUniqueCharacters) {
   const CharTokenizer tok = CharTokenizer::from_text("hello world\n");

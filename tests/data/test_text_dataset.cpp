@@ -10,19 +10,11 @@
 #include <minitrain/core/random.h>
 #include <minitrain/data/text_dataset.h>
 
+#include "error_of.h"
+
 namespace minitrain::data {
 namespace {
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
 
 // A file in GoogleTest's temporary directory, removed at the end of the test.
 class TempFile {

@@ -12,6 +12,8 @@
 
 #include <minitrain/data/toy_corpus.h>
 
+#include "error_of.h"
+
 #ifndef MINITRAIN_DATA_DIR
 #error "MINITRAIN_DATA_DIR must name the data/corpus folder"
 #endif
@@ -19,16 +21,6 @@
 namespace minitrain::data {
 namespace {
 
-template <class E, class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
-}
 
 // The closed-form value documented in data/corpus/README.md.
 constexpr double kDocumentedEntropyPerChar = 0.609820;
