@@ -128,7 +128,7 @@ Tensor max(const Tensor& x_in, int64_t dim, bool keepdim) {
   });
   if (!keepdim) out = out.squeeze(d);
   const Shape in_shape = x.shape();
-  return attach(out, "max", {x_in}, [in_shape, kept, d, n, inner, argmax](const Tensor& g, const std::vector<Tensor>&) {
+  return attach(out, "max", {x_in}, [in_shape, kept, n, inner, argmax](const Tensor& g, const std::vector<Tensor>&) {
     Tensor gk = g.reshape(kept).contiguous();
     Tensor gx = zeros(in_shape, g.dtype());
     dispatch(g.dtype(), [&](auto tag) {
