@@ -4,9 +4,8 @@
 // hang. An accepted input must also survive a round trip: serializing what was read and parsing it
 // again gives the same tensors (F16/BF16 come back as the F32 they were converted to) and metadata.
 //
-//   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Icore/include \
-//     fuzz/safetensors_fuzz.cpp core/src/safetensors.cpp <libminitrain_core> ...
-//   ./safetensors_fuzz -max_len=4096 fuzz/corpus
+//   scripts/fuzz.sh 60     # builds it (clang-14, -fsanitize=fuzzer,address,undefined) and runs it 60 s
+//   build-fuzz/fuzz/safetensors_fuzz -max_len=4096 build-fuzz/corpus fuzz/corpus   # by hand
 #include <minitrain/core/safetensors.h>
 
 #include <cstddef>
