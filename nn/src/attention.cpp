@@ -60,6 +60,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache* cache) {
     cache->k = k.detach();
     cache->v = v.detach();
   }
+  if (record_statistics) statistics.push_back(attention_statistics(q, k, scale_, options_.causal));
   Tensor y = attend(q, k, v);                      // (B, nh, T, hs)
   y = y.transpose(1, 2).reshape({B, T, C});        // re-assemble the heads
   return resid_dropout->forward(c_proj->forward(y));

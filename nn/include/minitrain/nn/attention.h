@@ -1,9 +1,11 @@
 // Multi-head self-attention with a packed q/k/v projection (c_attn), as in GPT-2 / nanoGPT.
 #pragma once
 
+#include <minitrain/nn/attention_probes.h>
 #include <minitrain/nn/layers.h>
 
 #include <limits>
+#include <vector>
 
 namespace minitrain::nn {
 
@@ -39,6 +41,11 @@ class MultiHeadAttention : public Module {
   double scale() const { return scale_; }
   int64_t head_size() const { return options_.n_embd / options_.n_head; }
   AttentionPath path = AttentionPath::Fused;
+  // Opt-in probe (off by default, and then forward does no extra work): while true, every forward
+  // appends attention_statistics of its q and k (all heads and rows pooled) to `statistics`. It costs
+  // one more q·kᵀ and softmax without a graph. Clear `statistics` yourself; it grows by one per call.
+  bool record_statistics = false;
+  std::vector<AttentionStatistics> statistics;
   std::shared_ptr<Linear> c_attn, c_proj;
   std::shared_ptr<Dropout> resid_dropout;
 
