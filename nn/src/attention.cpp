@@ -1,5 +1,7 @@
 #include <minitrain/nn/attention.h>
 
+#include <minitrain/nn/init.h>
+
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -27,7 +29,8 @@ MultiHeadAttention::MultiHeadAttention(const AttentionOptions& options, std::sha
   if (options.n_embd <= 0 || options.n_head <= 0 || options.n_embd % options.n_head != 0)
     throw std::invalid_argument("MultiHeadAttention: n_embd " + std::to_string(options.n_embd) +
                                 " must be a positive multiple of n_head " + std::to_string(options.n_head));
-  if (!dropout_gen_) dropout_gen_ = std::make_shared<Generator>(0);
+  // Like Dropout: each standalone layer gets its own stream from the default generator, not one shared seed.
+  if (!dropout_gen_) dropout_gen_ = std::make_shared<Generator>(default_generator().next_u64());
   scale_ = std::isnan(options.scale) ? 1.0 / std::sqrt(static_cast<double>(head_size())) : options.scale;
   c_attn = register_module("c_attn", std::make_shared<Linear>(options.n_embd, 3 * options.n_embd, options.bias, init_gen));
   c_proj = register_module("c_proj", std::make_shared<Linear>(options.n_embd, options.n_embd, options.bias, init_gen));
