@@ -1,0 +1,94 @@
+#include "run_summary.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+namespace minitrain::study {
+
+double median(std::vector<double> v) {
+  if (v.empty()) throw std::invalid_argument("median: no values");
+  const std::size_t mid = v.size() / 2;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
+  return v[mid];
+}
+
+namespace {
+
+// Per-layer mean of `field` over steps [first, last) that have layer records.
+std::vector<double> layer_means(const std::vector<StepRecord>& steps, std::size_t first, std::size_t last,
+                                double (*field)(const LayerStep&)) {
+  std::vector<double> sum;
+  int64_t count = 0;
+  for (std::size_t i = first; i < last; ++i) {
+    if (steps[i].layers.empty()) continue;  // a step whose loss was not finite
+    sum.resize(steps[i].layers.size(), 0.0);
+    for (std::size_t l = 0; l < sum.size(); ++l) sum[l] += field(steps[i].layers[l]);
+    ++count;
+  }
+  for (double& s : sum) s /= static_cast<double>(count);
+  return sum;
+}
+
+}  // namespace
+
+RunSummary summarise(const RunResult& run) {
+  if (run.steps.empty()) throw std::invalid_argument("summarise: the run has no steps");
+  RunSummary s;
+  char label[96];
+  std::snprintf(label, sizeof label, "scale %s, lr %g", run.rule.label.c_str(), run.learning_rate);
+  s.label = label;
+  s.scale = run.scale;
+  s.learning_rate = run.learning_rate;
+  s.steps = static_cast<int64_t>(run.steps.size());
+  s.diverged = run.diverged;
+  s.ms_per_step = 1e3 * run.seconds / static_cast<double>(s.steps);
+  s.final_val = run.evals.back().val_loss;
+  s.best_val = s.final_val;
+  for (const EvalRecord& e : run.evals) s.best_val = std::min(s.best_val, e.val_loss);
+
+  const std::size_t n = run.steps.size(), tail = n - std::max<std::size_t>(1, n / 10);
+  std::vector<double> norms, losses;
+  for (std::size_t i = 0; i < n; ++i) {
+    const StepRecord& step = run.steps[i];
+    if (i >= tail) s.end_loss += step.loss / static_cast<double>(n - tail);
+    if (norms.size() >= 10) {  // spikes are judged against the steps before, once there are some
+      const std::size_t from = norms.size() - std::min<std::size_t>(norms.size(), kSpikeWindow);
+      std::vector<double> prev_norms(norms.begin() + static_cast<std::ptrdiff_t>(from), norms.end());
+      std::vector<double> prev_losses(losses.begin() + static_cast<std::ptrdiff_t>(from), losses.end());
+      if (step.grad_norm > kGradSpikeFactor * median(prev_norms)) ++s.grad_spikes;
+      if (step.loss > median(prev_losses) + kLossSpikeNats) ++s.loss_spikes;
+    }
+    if (!std::isfinite(step.loss) || !std::isfinite(step.grad_norm)) continue;  // the diverged last step
+    if (step.grad_norm > s.grad_norm_max) {
+      s.grad_norm_max = step.grad_norm;
+      s.grad_norm_max_iter = step.iter;
+    }
+    norms.push_back(step.grad_norm);
+    losses.push_back(step.loss);
+  }
+  s.grad_norm_median = norms.empty() ? NAN : median(norms);
+  for (int q = 0; q < 4; ++q) {  // the 10 steps before each quarter mark (NaN where the run had stopped)
+    const std::size_t end = std::max<std::size_t>(1, n * static_cast<std::size_t>(q + 1) / 4);
+    const std::size_t begin = end - std::min<std::size_t>(end, 10);
+    double total = 0;
+    for (std::size_t i = begin; i < end; ++i) total += run.steps[i].loss;
+    s.loss_at[q] = total / static_cast<double>(end - begin);
+  }
+  s.stalled = !s.diverged && s.loss_at[0] - s.loss_at[1] < kStallNats;
+
+  s.entropy_init = layer_means(run.steps, 0, 1, [](const LayerStep& l) { return l.entropy; });
+  s.logit_std_init = layer_means(run.steps, 0, 1, [](const LayerStep& l) { return l.logit_std; });
+  s.qk_over_v_init = layer_means(run.steps, 0, 1, qk_over_v);
+  s.entropy_end = layer_means(run.steps, tail, n, [](const LayerStep& l) { return l.entropy; });
+  s.logit_std_end = layer_means(run.steps, tail, n, [](const LayerStep& l) { return l.logit_std; });
+  s.qk_over_v_end = layer_means(run.steps, tail, n, qk_over_v);
+  for (double h : s.entropy_end) {
+    s.saturated_layers += h < kSaturatedEntropy;
+    s.flat_layers += h > kFlatEntropy;
+  }
+  return s;
+}
+
+}  // namespace minitrain::study

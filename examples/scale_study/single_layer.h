@@ -1,0 +1,62 @@
+// Part 1 of the scale study: one attention layer at initialisation, measured over many samples.
+//
+// Each sample draws q (d_k), K and V (n keys × d_k) and a downstream direction u (d_k) with i.i.d.
+// N(0, 1) components, the seeds' assumption, and takes the loss L = u·(softmax(c·Kq)ᵀV)/sqrt(d_k).
+// The gradients come from minitrain's own ops in float64 (matmul, softmax, ...); a zero tensor added to
+// the scores is a leaf whose gradient is dL/dscores. Every scale factor sees the same samples, so
+// the differences between scales are not sampling noise.
+#pragma once
+
+#include "scale_rule.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace minitrain::study {
+
+struct Estimate {
+  double mean = 0, se = 0;  // the mean over samples ± its standard error (sample std / sqrt(samples))
+};
+Estimate estimate(const std::vector<double>& per_sample);
+
+// One sample's finite-difference check: the library's analytic gradients of q, K, V (from the composed
+// ops and from the fused scaled_dot_product_attention kernel) against central differences of the
+// hand-written float64 loss in finite_difference.h.
+struct FiniteDifferenceCheck {
+  double error = 0;      // worst relative_error over q, K, V and both kernels
+  double runner_up = 0;  // the second-largest attention weight p_(2): 1 − p_max when n = 2
+  double loss = 0;
+  double rounding_floor = 0;  // the worst (over q, K, V) error rounding alone explains (finite_difference.h)
+};
+
+struct CaseResult {
+  int64_t d_k = 0, n_keys = 0, samples = 0;
+  ScaleRule rule;
+  double scale = 0;      // rule.value(d_k)
+  Estimate var_qk;       // variance of q·k about its known mean 0 (theory: d_k)
+  Estimate var_scores;   // of scale·q·k (theory: scale²·d_k)
+  Estimate max_prob;     // the largest attention weight
+  Estimate entropy;      // attention entropy / log(n): 0 one-hot, 1 uniform
+  Estimate grad_scores;  // ‖dL/dscores‖ (the softmax input, after scaling)
+  Estimate grad_q, grad_k, grad_v;  // ‖dL/dq‖, ‖dL/dK‖_F, ‖dL/dV‖_F
+  std::vector<FiniteDifferenceCheck> fd;  // the first fd_samples samples
+};
+
+struct SingleLayerOptions {
+  int64_t samples = 2000;
+  int64_t fd_samples = 16;  // of those, checked against finite differences (the costly part)
+  double fd_step = 1e-6;
+  uint64_t seed = 20240611;  // with d_k and n, fixes the samples of a case whatever else is run
+};
+
+// Every scale rule on one shared set of samples of (d_k, n_keys). Throws std::invalid_argument for
+// d_k < 1, n_keys < 2, samples < 2, fd_samples outside [0, samples], a step <= 0 or no rules.
+std::vector<CaseResult> measure_single_layer(int64_t d_k, int64_t n_keys, const std::vector<ScaleRule>& rules,
+                                             const SingleLayerOptions& options);
+
+// A finite-difference check passes when its error is at most this, gradcheck's default rtol: healthy
+// float64 central differences with step 1e-6 land near 1e-8 here, and a real bug shows up at 1e-2 or more.
+inline constexpr double kFdTolerance = 1e-5;
+
+}  // namespace minitrain::study
