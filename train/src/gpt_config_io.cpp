@@ -1,5 +1,7 @@
 #include <minitrain/train/gpt_config_io.h>
 
+#include "config_json.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -11,13 +13,7 @@ using nlohmann::json;
 
 std::string gpt_config_to_json(const nn::GPTConfig& c) {
   json j;
-  j["block_size"] = c.block_size;
-  j["vocab_size"] = c.vocab_size;
-  j["n_layer"] = c.n_layer;
-  j["n_head"] = c.n_head;
-  j["n_embd"] = c.n_embd;
-  j["dropout"] = c.dropout;
-  j["bias"] = c.bias;
+  detail::write_nanogpt_fields(c, j);
   j["activation"] = c.activation == nn::Activation::Gelu ? "gelu" : c.activation == nn::Activation::GeluTanh ? "gelu_tanh" : "relu";
   j["positional"] = c.positional == nn::PositionalEncoding::Learned ? "learned" : "sinusoidal";
   j["attention_scale"] = std::isnan(c.attention_scale) ? json(nullptr) : json(c.attention_scale);
@@ -26,34 +22,21 @@ std::string gpt_config_to_json(const nn::GPTConfig& c) {
 }
 
 nn::GPTConfig gpt_config_from_json(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw std::invalid_argument(std::string("GPT config: invalid JSON: ") + e.what());
-  }
-  auto get = [&](const char* key) -> const json& {
-    if (!j.is_object() || !j.contains(key)) throw std::invalid_argument(std::string("GPT config: missing '") + key + "'");
-    return j.at(key);
-  };
+  const char* what = "GPT config";
+  const json j = detail::parse_config_object(text, what);
   nn::GPTConfig c;
+  detail::read_nanogpt_fields(j, c, what);
   try {
-    c.block_size = get("block_size").get<int64_t>();
-    c.vocab_size = get("vocab_size").get<int64_t>();
-    c.n_layer = get("n_layer").get<int64_t>();
-    c.n_head = get("n_head").get<int64_t>();
-    c.n_embd = get("n_embd").get<int64_t>();
-    c.dropout = get("dropout").get<double>();
-    c.bias = get("bias").get<bool>();
-    const std::string act = get("activation").get<std::string>();
+    const std::string act = detail::config_field(j, "activation", what).get<std::string>();
     c.activation = act == "gelu" ? nn::Activation::Gelu : act == "gelu_tanh" ? nn::Activation::GeluTanh : nn::Activation::Relu;
-    c.positional = get("positional").get<std::string>() == "learned" ? nn::PositionalEncoding::Learned
-                                                                    : nn::PositionalEncoding::Sinusoidal;
-    const json& scale = get("attention_scale");
+    c.positional = detail::config_field(j, "positional", what).get<std::string>() == "learned"
+                       ? nn::PositionalEncoding::Learned
+                       : nn::PositionalEncoding::Sinusoidal;
+    const json& scale = detail::config_field(j, "attention_scale", what);
     c.attention_scale = scale.is_null() ? std::nan("") : scale.get<double>();
-    c.seed = get("seed").get<uint64_t>();
+    c.seed = detail::config_field(j, "seed", what).get<uint64_t>();
   } catch (const json::exception& e) {
-    throw std::invalid_argument(std::string("GPT config: wrong type: ") + e.what());
+    throw std::invalid_argument(std::string(what) + ": wrong type: " + e.what());
   }
   c.validate();
   return c;

@@ -3,6 +3,8 @@
 #include <minitrain/core/safetensors.h>
 #include <minitrain/train/gpt_config_io.h>
 
+#include "config_json.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -60,38 +62,14 @@ std::string nanogpt_config_to_json(const nn::GPTConfig& c) {
   const std::string why = architecture_mismatch(c);
   if (!why.empty()) throw std::invalid_argument("nanoGPT export: " + why);
   json j;
-  j["block_size"] = c.block_size;
-  j["vocab_size"] = c.vocab_size;
-  j["n_layer"] = c.n_layer;
-  j["n_head"] = c.n_head;
-  j["n_embd"] = c.n_embd;
-  j["dropout"] = c.dropout;
-  j["bias"] = c.bias;
+  detail::write_nanogpt_fields(c, j);
   return j.dump();
 }
 
 nn::GPTConfig nanogpt_config_from_json(const std::string& text) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw std::invalid_argument(std::string("nanoGPT config: invalid JSON: ") + e.what());
-  }
-  if (!j.is_object()) throw std::invalid_argument("nanoGPT config: not a JSON object");
+  const json j = detail::parse_config_object(text, "nanoGPT config");
   nn::GPTConfig c;
-  for (const char* key : {"block_size", "vocab_size", "n_layer", "n_head", "n_embd", "dropout", "bias"})
-    if (!j.contains(key)) throw std::invalid_argument(std::string("nanoGPT config: missing '") + key + "'");
-  try {
-    c.block_size = j.at("block_size").get<int64_t>();
-    c.vocab_size = j.at("vocab_size").get<int64_t>();
-    c.n_layer = j.at("n_layer").get<int64_t>();
-    c.n_head = j.at("n_head").get<int64_t>();
-    c.n_embd = j.at("n_embd").get<int64_t>();
-    c.dropout = j.at("dropout").get<double>();
-    c.bias = j.at("bias").get<bool>();
-  } catch (const json::exception& e) {
-    throw std::invalid_argument(std::string("nanoGPT config: wrong type: ") + e.what());
-  }
+  detail::read_nanogpt_fields(j, c, "nanoGPT config");
   c.activation = nn::Activation::Gelu;
   c.positional = nn::PositionalEncoding::Learned;
   c.validate();
