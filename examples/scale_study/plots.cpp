@@ -129,7 +129,7 @@ std::vector<std::string> plot_single_layer(const std::string& dir, const std::ve
   if (norms.render(dir + "/part1_grad_norms.png")) made.push_back("part1_grad_norms.png");
 
   Script entropy(560 * cols, 420);
-  entropy << "set multiplot layout 1," + std::to_string(cols) << "set grid" << "set key bottom left"
+  entropy << "set multiplot layout 1," + std::to_string(cols) << "set grid" << "set key right center"
           << "set xlabel 'd_k'" << "set yrange [0:1.05]";
   for (int64_t n : keys) plot_part1_metric(entropy, cases, n, &CaseResult::entropy, "attention entropy / log n", false);
   if (entropy.render(dir + "/part1_entropy.png")) made.push_back("part1_entropy.png");
