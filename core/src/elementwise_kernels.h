@@ -84,6 +84,14 @@ Tensor ternary_map(const Tensor& a, const Tensor& b, const Tensor& c, F f) {
     const T* bp = bi.storage->template ptr<T>();
     const T* cp = ci.storage->template ptr<T>();
     T* op_ = out.data<T>();
+    if (ai.is_contiguous() && bi.is_contiguous() && ci.is_contiguous()) {
+      ap += ai.offset;
+      bp += bi.offset;
+      cp += ci.offset;
+      const int64_t n = out.numel();
+      for (int64_t i = 0; i < n; ++i) op_[i] = static_cast<T>(f(ap[i], bp[i], cp[i]));
+      return;
+    }
     int64_t o = 0;
     for_each_row<3>(ai.shape, {&ai.strides, &bi.strides, &ci.strides}, {ai.offset, bi.offset, ci.offset},
                     [&](const std::array<int64_t, 3>& p, int64_t n, const std::array<int64_t, 3>& s) {
