@@ -14,6 +14,7 @@
 #include "tensor_impl.h"
 
 #include <cmath>
+#include <algorithm>
 #include <limits>
 
 namespace minitrain {
@@ -42,6 +43,35 @@ struct AttentionShape {
   int64_t slices, tq, tk, d, dv;
 };
 
+// A (..., rows, cols) operand read in place: each slice is a row-major matrix whose rows are `ld` apart.
+// The heads of a packed q/k/v projection are such views (rows 3C apart), so they need no copy.
+struct MatrixSlices {
+  Tensor t;
+  std::vector<int64_t> offsets;  // storage offset of each slice
+  int64_t ld = 0;
+
+  explicit MatrixSlices(const Tensor& in) {
+    const int64_t nd = in.dim(), rows = in.size(-2), cols = in.size(-1);
+    const bool in_place = (in.strides()[nd - 1] == 1 || cols == 1) && (rows == 1 || in.strides()[nd - 2] >= cols);
+    t = in_place ? in.detach() : in.detach().contiguous();
+    ld = rows == 1 ? std::max<int64_t>(cols, 1) : t.strides()[nd - 2];
+    const Shape batch(t.shape().begin(), t.shape().end() - 2);
+    offsets.resize(static_cast<std::size_t>(shape_numel(batch)));
+    for (std::size_t i = 0; i < offsets.size(); ++i) {
+      int64_t off = t.offset(), rest = static_cast<int64_t>(i);
+      for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
+        off += (rest % batch[d]) * t.strides()[d];
+        rest /= batch[d];
+      }
+      offsets[i] = off;
+    }
+  }
+  template <class T>
+  const T* slice(int64_t i) const {
+    return t.impl()->storage->template ptr<T>() + offsets[i];
+  }
+};
+
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale,
@@ -68,18 +98,15 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
 
   const AttentionShape s{shape_numel(batch), q_in.size(-2), k_in.size(-2), q_in.size(-1), v_in.size(-1)};
   const int64_t offset = s.tk - s.tq;  // query i sits at key position i + offset
-  Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(), v = v_in.detach().contiguous();
+  const MatrixSlices q(q_in), k(k_in), v(v_in);
   Shape out_shape = batch;
   out_shape.insert(out_shape.end(), {s.tq, s.dv});
-  Tensor out = make_tensor(out_shape, q.dtype());
-  Tensor probs = make_tensor({s.slices, s.tq, s.tk}, q.dtype());
-  Tensor mask = use_dropout ? make_tensor({s.slices, s.tq, s.tk}, q.dtype()) : Tensor();
+  Tensor out = make_tensor(out_shape, q_in.dtype());
+  Tensor probs = make_tensor({s.slices, s.tq, s.tk}, q_in.dtype());
+  Tensor mask = use_dropout ? make_tensor({s.slices, s.tq, s.tk}, q_in.dtype()) : Tensor();
 
-  dispatch(q.dtype(), [&](auto tag) {
+  dispatch(q_in.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const T* qp = q.data<T>();
-    const T* kp = k.data<T>();
-    const T* vp = v.data<T>();
     T* pp = probs.data<T>();
     T* op_ = out.data<T>();
     T* mp = use_dropout ? mask.data<T>() : nullptr;
@@ -87,8 +114,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
     const T keep_scale = static_cast<T>(1.0 / (1.0 - dropout_p));
     for (int64_t b = 0; b < s.slices; ++b) {
       T* P = pp + b * s.tq * s.tk;
-      gemm(false, true, s.tq, s.tk, s.d, static_cast<T>(scale), qp + b * s.tq * s.d, s.d, kp + b * s.tk * s.d, s.d,
-           T(0), P, s.tk);
+      gemm(false, true, s.tq, s.tk, s.d, static_cast<T>(scale), q.slice<T>(b), q.ld, k.slice<T>(b), k.ld, T(0), P, s.tk);
       for (int64_t i = 0; i < s.tq; ++i) {
         T* row = P + i * s.tk;
         if (causal)
@@ -104,20 +130,17 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
         }
         weights = dropped.data();
       }
-      gemm(false, false, s.tq, s.dv, s.tk, T(1), weights, s.tk, vp + b * s.tk * s.dv, s.dv, T(0),
+      gemm(false, false, s.tq, s.dv, s.tk, T(1), weights, s.tk, v.slice<T>(b), v.ld, T(0),
            op_ + b * s.tq * s.dv, s.dv);
     }
   });
 
   return attach(out, op, {q_in, k_in, v_in}, [q, k, v, probs, mask, s, scale](const Tensor& g_in, const std::vector<Tensor>& in) {
     Tensor g = g_in.contiguous();
-    Tensor dq = make_tensor(q.shape(), q.dtype()), dk = make_tensor(k.shape(), k.dtype()),
-           dv = make_tensor(v.shape(), v.dtype());
-    dispatch(q.dtype(), [&](auto tag) {
+    Tensor dq = make_tensor(q.t.shape(), q.t.dtype()), dk = make_tensor(k.t.shape(), k.t.dtype()),
+           dv = make_tensor(v.t.shape(), v.t.dtype());
+    dispatch(q.t.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      const T* qp = q.data<T>();
-      const T* kp = k.data<T>();
-      const T* vp = v.data<T>();
       const T* pp = probs.data<T>();
       const T* mp = mask.defined() ? mask.data<T>() : nullptr;
       const T* gp = g.data<T>();
@@ -134,7 +157,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
         // dV = P'ᵀ dO
         gemm(true, false, s.tk, s.dv, s.tq, T(1), weights, s.tk, G, s.dv, T(0), dv.data<T>() + b * s.tk * s.dv, s.dv);
         // dP = (dO Vᵀ) ⊙ M
-        gemm(false, true, s.tq, s.tk, s.dv, T(1), G, s.dv, vp + b * s.tk * s.dv, s.dv, T(0), dP.data(), s.tk);
+        gemm(false, true, s.tq, s.tk, s.dv, T(1), G, s.dv, v.slice<T>(b), v.ld, T(0), dP.data(), s.tk);
         for (int64_t i = 0; i < s.tq; ++i) {
           T* dpr = dP.data() + i * s.tk;
           const T* pr = P + i * s.tk;
@@ -144,9 +167,9 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
           for (int64_t j = 0; j < s.tk; ++j) dot += static_cast<double>(dpr[j]) * pr[j];
           for (int64_t j = 0; j < s.tk; ++j) dpr[j] = static_cast<T>(pr[j] * (dpr[j] - dot));  // now dS
         }
-        gemm(false, false, s.tq, s.d, s.tk, static_cast<T>(scale), dP.data(), s.tk, kp + b * s.tk * s.d, s.d, T(0),
+        gemm(false, false, s.tq, s.d, s.tk, static_cast<T>(scale), dP.data(), s.tk, k.slice<T>(b), k.ld, T(0),
              dq.data<T>() + b * s.tq * s.d, s.d);
-        gemm(true, false, s.tk, s.d, s.tq, static_cast<T>(scale), dP.data(), s.tk, qp + b * s.tq * s.d, s.d, T(0),
+        gemm(true, false, s.tk, s.d, s.tq, static_cast<T>(scale), dP.data(), s.tk, q.slice<T>(b), q.ld, T(0),
              dk.data<T>() + b * s.tk * s.d, s.d);
       }
     });

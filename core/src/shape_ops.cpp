@@ -99,21 +99,56 @@ Tensor view_of(const Tensor& x, Shape shape, Shape strides, int64_t offset, cons
 }
 }  // namespace
 
+namespace {
+// Strides that view a tensor of (shape, strides) as `target` without moving data, if they exist.
+// Runs of dims that are contiguous with each other ("chunks") can be merged or split freely; a
+// target dim that would straddle two chunks cannot be a view. Splitting the last dim of a narrow()ed
+// tensor (the heads of a packed q/k/v projection) is the case that matters.
+bool view_strides(const Shape& shape, const Shape& strides, const Shape& target, Shape& out) {
+  out.assign(target.size(), 0);
+  if (shape_numel(shape) == 0) {
+    out = contiguous_strides(target);
+    return true;
+  }
+  int64_t view_d = static_cast<int64_t>(target.size()) - 1;
+  int64_t chunk_stride = strides.empty() ? 1 : strides.back();
+  int64_t chunk_numel = 1, view_numel = 1;
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
+    chunk_numel *= shape[d];
+    const bool chunk_ends = d == 0 || (shape[d - 1] != 1 && strides[d - 1] != chunk_numel * chunk_stride);
+    if (!chunk_ends) continue;
+    while (view_d >= 0 && (view_numel < chunk_numel || target[view_d] == 1)) {
+      out[view_d] = view_numel * chunk_stride;
+      view_numel *= target[view_d];
+      --view_d;
+    }
+    if (view_numel != chunk_numel) return false;
+    if (d > 0) {
+      chunk_stride = strides[d - 1];
+      chunk_numel = view_numel = 1;
+    }
+  }
+  for (; view_d >= 0; --view_d) out[view_d] = 1;  // only size-1 dims can be left
+  return true;
+}
+}  // namespace
+
 Tensor Tensor::view(const Shape& requested) const {
   check_defined(*this, "view");
   Shape shape = infer_shape(requested, numel(), this->shape(), "view");
-  if (!is_contiguous())
-    throw_arg("view", "tensor of shape " + shape_str(this->shape()) +
-                          " is not contiguous; use reshape() (which copies) or contiguous()");
+  Shape strides;
+  if (!view_strides(this->shape(), this->strides(), shape, strides))
+    throw_arg("view", "a tensor of shape " + shape_str(this->shape()) + " and strides " + shape_str(this->strides()) +
+                          " cannot be viewed as " + shape_str(shape) + "; use reshape() (which copies) or contiguous()");
   Shape from = this->shape();
-  return view_of(*this, shape, contiguous_strides(shape), offset(), "view",
-                 [from](const Tensor& g) { return g.reshape(from); });
+  return view_of(*this, shape, strides, offset(), "view", [from](const Tensor& g) { return g.reshape(from); });
 }
 
 Tensor Tensor::reshape(const Shape& requested) const {
   check_defined(*this, "reshape");
-  infer_shape(requested, numel(), shape(), "reshape");  // validate before any copy
-  return is_contiguous() ? view(requested) : contiguous().view(requested);
+  const Shape shape = infer_shape(requested, numel(), this->shape(), "reshape");  // validate before any copy
+  Shape strides;
+  return view_strides(this->shape(), this->strides(), shape, strides) ? view(shape) : contiguous().view(shape);
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {

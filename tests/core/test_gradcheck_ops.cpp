@@ -141,6 +141,11 @@ std::vector<OpCase> all_cases() {
   c.push_back({"attention_not_causal_transposed", [](auto in) {
                  return scaled_dot_product_attention(in[0].transpose(-1, -2), in[1], in[2], 0.4, false);
                }, {rnd({2, 3, 4}, 97), rnd({2, 5, 3}, 98), rnd({2, 5, 2}, 99)}});
+  c.push_back({"attention_on_packed_qkv_views", [](auto in) {
+                 // The heads of a packed (B, T, 3C) projection, read in place (rows 3C apart), as in MHA.
+                 auto head = [&](int64_t part) { return in[0].narrow(2, part * 6, 6).reshape({2, 4, 2, 3}).transpose(1, 2); };
+                 return scaled_dot_product_attention(head(0), head(1), head(2), 0.5, true);
+               }, {rnd({2, 4, 18}, 100)}});
   // --- shape ops
   c.push_back({"reshape", [](auto in) { return in[0].reshape({3, -1}) * in[1]; }, {rnd({2, 6}, 73), rnd({4}, 74)}});
   c.push_back({"reshape_of_transposed", [T](auto in) { return T(in[0]).reshape({-1}); }, {rnd({3, 4}, 75)}});

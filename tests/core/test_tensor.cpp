@@ -165,3 +165,18 @@ TEST(XtensorInterop, RoundTripAndMatmulAgreesWithXtensorBlas) {
   xt::xarray<double> got = to_xarray<double>(matmul(a.transpose(0, 1), b));
   EXPECT_TRUE(xt::allclose(got, expected, 1e-12, 1e-12));
 }
+
+TEST(ShapeOps, ReshapeIsAViewWhenStridesAllowIt) {
+  // Splitting the last dim of a narrowed tensor needs no copy: the result shares storage.
+  Tensor a = arange(0, 24).reshape({2, 12});
+  Tensor heads = a.narrow(1, 4, 8).reshape({2, 2, 4});
+  EXPECT_EQ(heads.strides(), (Shape{12, 4, 1}));
+  a.set({1, 9}, -1.0);
+  EXPECT_EQ(heads.at({1, 1, 1}), -1.0);
+  // Merging dims that are not adjacent in memory must copy, and view() must refuse.
+  Tensor t = a.transpose(0, 1);
+  EXPECT_THROW(t.view({24}), std::invalid_argument);
+  Tensor flat = t.reshape({24});
+  a.set({0, 1}, 100.0);
+  EXPECT_EQ(flat.at({2}), 1.0);  // a copy, made before the edit
+}
