@@ -11,6 +11,7 @@
 #include <minitrain/core/profiler.h>
 
 #include "blas.h"
+#include "softmax_kernels.h"
 #include "tensor_impl.h"
 
 #include <cmath>
@@ -20,24 +21,6 @@
 namespace minitrain {
 
 namespace {
-
-// Row softmax in place over `n` entries; a fully masked row becomes zeros (the library-wide rule).
-template <class T>
-void softmax_row(T* s, int64_t n) {
-  T mx = -std::numeric_limits<T>::infinity();
-  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, s[j]);
-  if (mx == -std::numeric_limits<T>::infinity()) {
-    for (int64_t j = 0; j < n; ++j) s[j] = 0;
-    return;
-  }
-  double total = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    s[j] = std::exp(s[j] - mx);
-    total += s[j];
-  }
-  const T inv = static_cast<T>(1.0 / total);
-  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
-}
 
 struct AttentionShape {
   int64_t slices, tq, tk, d, dv;
@@ -119,7 +102,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
         T* row = P + i * s.tk;
         if (causal)
           for (int64_t j = std::max<int64_t>(0, i + offset + 1); j < s.tk; ++j) row[j] = -std::numeric_limits<T>::infinity();
-        softmax_row(row, s.tk);
+        softmax_lane(row, row, s.tk, 1, /*log_output=*/false);
       }
       const T* weights = P;
       if (use_dropout) {
@@ -163,9 +146,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
           const T* pr = P + i * s.tk;
           if (M)
             for (int64_t j = 0; j < s.tk; ++j) dpr[j] *= M[i * s.tk + j];
-          double dot = 0;
-          for (int64_t j = 0; j < s.tk; ++j) dot += static_cast<double>(dpr[j]) * pr[j];
-          for (int64_t j = 0; j < s.tk; ++j) dpr[j] = static_cast<T>(pr[j] * (dpr[j] - dot));  // now dS
+          softmax_lane_backward(dpr, pr, dpr, s.tk, 1, /*log_output=*/false);  // now dS
         }
         gemm(false, false, s.tq, s.d, s.tk, static_cast<T>(scale), dP.data(), s.tk, k.slice<T>(b), k.ld, T(0),
              dq.data<T>() + b * s.tq * s.d, s.d);

@@ -6,6 +6,7 @@
 #include <minitrain/core/profiler.h>
 
 #include "lanes.h"
+#include "softmax_kernels.h"
 
 #include <cmath>
 #include <limits>
@@ -13,47 +14,6 @@
 namespace minitrain {
 
 namespace {
-
-template <class T>
-void softmax_lane(const T* x, T* y, int64_t n, int64_t s, bool log_output) {
-  T mx = -std::numeric_limits<T>::infinity();
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i * s]);
-  if (mx == -std::numeric_limits<T>::infinity()) {  // fully masked lane
-    for (int64_t i = 0; i < n; ++i) y[i * s] = log_output ? mx : T(0);
-    return;
-  }
-  double total = 0;
-  for (int64_t i = 0; i < n; ++i) total += std::exp(static_cast<double>(x[i * s] - mx));
-  if (log_output) {
-    const T log_total = static_cast<T>(std::log(total));
-    for (int64_t i = 0; i < n; ++i) y[i * s] = x[i * s] - mx - log_total;
-  } else {
-    const double inv = 1.0 / total;
-    for (int64_t i = 0; i < n; ++i) y[i * s] = static_cast<T>(std::exp(static_cast<double>(x[i * s] - mx)) * inv);
-  }
-}
-
-// dx = y ⊙ (g − Σ g⊙y)              for softmax
-// dx = g − exp(y) ⊙ Σ g              for log_softmax
-template <class T>
-void softmax_lane_backward(const T* g, const T* y, T* dx, int64_t n, int64_t s, bool log_output) {
-  double dot = 0;
-  if (log_output) {
-    if (n > 0 && y[0] == -std::numeric_limits<T>::infinity()) {
-      bool all_masked = true;
-      for (int64_t i = 0; i < n && all_masked; ++i) all_masked = y[i * s] == -std::numeric_limits<T>::infinity();
-      if (all_masked) {
-        for (int64_t i = 0; i < n; ++i) dx[i * s] = 0;
-        return;
-      }
-    }
-    for (int64_t i = 0; i < n; ++i) dot += g[i * s];
-    for (int64_t i = 0; i < n; ++i) dx[i * s] = static_cast<T>(g[i * s] - std::exp(static_cast<double>(y[i * s])) * dot);
-  } else {
-    for (int64_t i = 0; i < n; ++i) dot += static_cast<double>(g[i * s]) * y[i * s];
-    for (int64_t i = 0; i < n; ++i) dx[i * s] = static_cast<T>(y[i * s] * (g[i * s] - dot));
-  }
-}
 
 Tensor softmax_impl(const char* op, const Tensor& x_in, int64_t dim, bool log_output) {
   profiler::Scope scope(op);
