@@ -45,19 +45,22 @@ Tensor cross_entropy(const Tensor& logits_in, const Indices& targets, int64_t ig
   }
   Tensor logits = logits_in.detach().contiguous();
   double total = 0;
+  // Each row's logsumexp, kept for the backward (which needs softmax = exp(x − lse)).
+  auto lse = std::make_shared<std::vector<double>>(static_cast<std::size_t>(rows), 0.0);
   dispatch(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.data<T>();
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t t = targets.values[r];
       if (t == ignore_index) continue;
-      total += row_logsumexp(x + r * classes, classes) - x[r * classes + t];
+      (*lse)[r] = row_logsumexp(x + r * classes, classes);
+      total += (*lse)[r] - x[r * classes + t];
     }
   });
   Tensor loss = full({}, count > 0 ? total / static_cast<double>(count) : 0.0, logits.dtype());
   auto saved_targets = std::make_shared<const std::vector<int64_t>>(targets.values);
   return attach(loss, "cross_entropy", {logits_in},
-                [logits, saved_targets, classes, count, ignore_index](const Tensor& g, const std::vector<Tensor>&) {
+                [logits, saved_targets, lse, classes, count, ignore_index](const Tensor& g, const std::vector<Tensor>&) {
                   Tensor dx = zeros(logits.shape(), logits.dtype());
                   if (count == 0) return std::vector<Tensor>{dx};
                   const double scale = g.item() / static_cast<double>(count);
@@ -70,9 +73,8 @@ Tensor cross_entropy(const Tensor& logits_in, const Indices& targets, int64_t ig
                       if (t == ignore_index) continue;
                       const T* row = x + static_cast<int64_t>(r) * classes;
                       T* drow = d + static_cast<int64_t>(r) * classes;
-                      const double lse = row_logsumexp(row, classes);
                       for (int64_t c = 0; c < classes; ++c)
-                        drow[c] = static_cast<T>(std::exp(static_cast<double>(row[c]) - lse) * scale);
+                        drow[c] = static_cast<T>(std::exp(static_cast<double>(row[c]) - (*lse)[r]) * scale);
                       drow[t] = static_cast<T>(drow[t] - scale);
                     }
                   });
