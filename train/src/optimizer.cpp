@@ -18,11 +18,6 @@ void for_param(Tensor& p, F f) {
     f(p.data<double>(), g.data<double>(), p.numel());
 }
 
-template <class T>
-T* buffer(Tensor& t) {
-  return t.data<T>();
-}
-
 // Calls f(data, n) with the tensor's raw contiguous buffer in its own element type.
 template <class F>
 void dispatch_buffer(Tensor& t, F f) {
@@ -62,8 +57,8 @@ void AdamW::step() {
     const double decay = decays(p) ? 1 - lr_ * options_.weight_decay : 1.0;
     for_param(p, [&](auto* w, const auto* g, int64_t n) {
       using T = std::remove_pointer_t<decltype(w)>;
-      T* m = buffer<T>(exp_avg_[i]);
-      T* v = buffer<T>(exp_avg_sq_[i]);
+      T* m = exp_avg_[i].data<T>();
+      T* v = exp_avg_sq_[i].data<T>();
       const T b1 = static_cast<T>(options_.beta1), b2 = static_cast<T>(options_.beta2);
       for (int64_t j = 0; j < n; ++j) {
         m[j] = b1 * m[j] + (1 - b1) * g[j];
@@ -117,7 +112,7 @@ void SGD::step() {
     if (options_.momentum != 0 && first) momentum_[i] = zeros(p.shape(), p.dtype());
     for_param(p, [&](auto* w, const auto* g, int64_t n) {
       using T = std::remove_pointer_t<decltype(w)>;
-      T* buf = options_.momentum != 0 ? buffer<T>(momentum_[i]) : nullptr;
+      T* buf = options_.momentum != 0 ? momentum_[i].data<T>() : nullptr;
       const T mu = static_cast<T>(options_.momentum), wd = static_cast<T>(options_.weight_decay);
       const T lr = static_cast<T>(lr_);
       for (int64_t j = 0; j < n; ++j) {
