@@ -131,14 +131,9 @@ int64_t Module::num_parameters() const {
 }
 
 void Module::summary_into(std::string& out, const std::string& name, int depth) const {
-  int64_t own = 0;
-  std::vector<std::pair<std::string, Tensor>> all;
-  collect_all("", all);
-  std::unordered_set<const void*> seen;
-  for (auto& [n, t] : all)
-    if (seen.insert(t.impl()).second) own += t.numel();
   const std::string indent(2 * depth, ' ');
-  out += indent + (name.empty() ? "" : name + ": ") + type_name_ + extra_repr() + "  [" + std::to_string(own) + " params]\n";
+  out += indent + (name.empty() ? "" : name + ": ") + type_name_ + extra_repr() + "  [" +
+         std::to_string(num_parameters()) + " params]\n";
   for (const auto& [pname, t] : params_)
     out += indent + "  ." + pname + " " + shape_str(t.shape()) + " " + dtype_name(t.dtype()) + "\n";
   for (const auto& [cname, child] : children_) child->summary_into(out, cname, depth + 1);
