@@ -6,6 +6,7 @@ packages=(
   libxtensor-dev xtensor-dev libxtensor-blas-dev libopenblas-dev liblapack-dev
   libspdlog-dev libgtest-dev libcli11-dev nlohmann-json3-dev
   gnuplot-nox
+  libopenmpi-dev openmpi-bin
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -43,13 +43,40 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, BatchSource batches, TrainOp
   adam.weight_decay = options_.weight_decay;
   optimizer_ = std::make_unique<AdamW>(model_.named_parameters(), adam);
   generators_["data"] = &data_gen_;
+  comm_ = options_.communicator ? options_.communicator : &single_;
+  if (comm_->distributed()) averager_ = std::make_unique<GradientAverager>(*comm_, model_.parameters());
 }
 
 std::string Trainer::checkpoint_path() const { return (std::filesystem::path(options_.out_dir) / "ckpt.safetensors").string(); }
 
 void Trainer::save(int64_t iter) {
+  if (!comm_->is_root()) return;
   std::map<std::string, const Generator*> gens(generators_.begin(), generators_.end());
   save_checkpoint(checkpoint_path(), iter, model_, optimizer_.get(), gens, metadata_);
+}
+
+TokenBatch Trainer::draw(bool train_split, Generator& gen) {
+  TokenBatch b = batches_(train_split, gen);
+  if (!comm_->distributed()) return b;
+  return TokenBatch{shard_rows(b.x, *comm_), shard_rows(b.y, *comm_)};
+}
+
+void Trainer::diverged(int64_t iter, const std::vector<double>& loss_and_finite, double norm, bool live) {
+  optimizer_->zero_grad();
+  if (live) std::printf("\n");
+  std::string what;
+  // loss_and_finite: (loss, gradients finite) per rank, in rank order.
+  for (std::size_t r = 0; r < loss_and_finite.size() / 2; ++r) {
+    const double loss = loss_and_finite[2 * r];
+    if (std::isfinite(loss) && loss_and_finite[2 * r + 1] != 0) continue;
+    what += (what.empty() ? "" : "; ") + std::string(!std::isfinite(loss) ? "loss" : "gradient") +
+            " is not finite on rank " + std::to_string(r) + " (loss " + std::to_string(loss) + ")";
+  }
+  if (what.empty())
+    what = "gradient norm is not finite after averaging over " + std::to_string(comm_->size()) + " ranks (grad norm " +
+           std::to_string(norm) + ")";
+  throw TrainingDiverged("training stopped at iter " + std::to_string(iter) + ": " + what +
+                         "; the last good checkpoint is kept at " + checkpoint_path());
 }
 
 std::pair<double, double> Trainer::estimate_loss() {
@@ -62,12 +89,17 @@ std::pair<double, double> Trainer::estimate_loss() {
     // (so a resumed run continues exactly).
     Generator eval_gen(options_.seed + 1 + static_cast<uint64_t>(split));
     for (int64_t k = 0; k < options_.eval_iters; ++k) {
-      TokenBatch b = batches_(split == 0, eval_gen);
+      TokenBatch b = draw(split == 0, eval_gen);
       out[split] += loss_fn_(b.x, b.y).item();
     }
     out[split] /= static_cast<double>(std::max<int64_t>(1, options_.eval_iters));
   }
   model_.train(was_training);
+  if (comm_->distributed()) {  // each rank evaluated its rows of the same batches: the mean of the means
+    std::vector<double> sums{out[0], out[1]};
+    comm_->all_reduce_sum(sums);
+    return {sums[0] / comm_->size(), sums[1] / comm_->size()};
+  }
   return {out[0], out[1]};
 }
 
@@ -85,16 +117,19 @@ double Trainer::accumulate_gradients(const std::vector<TokenBatch>& micro_batche
 }
 
 TrainResult Trainer::run() {
-  std::filesystem::create_directories(options_.out_dir);
+  const bool root = comm_->is_root();
+  if (root) std::filesystem::create_directories(options_.out_dir);
   int64_t iter = 0;
-  if (options_.resume) {
+  if (options_.resume) {  // every rank reads the checkpoint (out_dir must be visible to all of them)
     CheckpointContents c = load_checkpoint(checkpoint_path());
     restore_checkpoint(c, model_, optimizer_.get(), generators_);
     iter = c.iter;
-    spdlog::info("resumed from {} at iter {}", checkpoint_path(), iter);
+    if (root) spdlog::info("resumed from {} at iter {}", checkpoint_path(), iter);
   }
-  MetricsCsv metrics((std::filesystem::path(options_.out_dir) / "metrics.csv").string());
-  const bool live = options_.progress && isatty(fileno(stdout));
+  if (comm_->distributed()) comm_->broadcast(model_.parameters());  // rank 0's parameters everywhere
+  std::unique_ptr<MetricsCsv> metrics;
+  if (root) metrics = std::make_unique<MetricsCsv>((std::filesystem::path(options_.out_dir) / "metrics.csv").string());
+  const bool live = root && options_.progress && isatty(fileno(stdout));
   model_.train();
   TrainResult result;
   const auto start = Clock::now();
@@ -112,16 +147,16 @@ TrainResult Trainer::run() {
       result.train_loss = train_loss;
       result.val_loss = val_loss;
       if (live) std::printf("\n");
-      if (std::isfinite(options_.entropy_floor))
+      if (root && std::isfinite(options_.entropy_floor))
         spdlog::info("iter {}: train loss {:.4f}, val loss {:.4f} (corpus entropy {:.4f}, gap {:.4f})", iter, train_loss,
                      val_loss, options_.entropy_floor, val_loss - options_.entropy_floor);
-      else
+      else if (root)
         spdlog::info("iter {}: train loss {:.4f}, val loss {:.4f}", iter, train_loss, val_loss);
       StepMetrics m;
       m.iter = iter;
       m.train_eval = train_loss;
       m.val_eval = val_loss;
-      metrics.append(m);
+      if (metrics) metrics->append(m);
       if (iter > first_iter || iter == options_.max_iters) {
         save(iter);
         result.checkpoint = checkpoint_path();
@@ -130,9 +165,22 @@ TrainResult Trainer::run() {
     if (iter >= options_.max_iters) break;
 
     std::vector<TokenBatch> micro;
-    for (int64_t k = 0; k < options_.gradient_accumulation_steps; ++k) micro.push_back(batches_(true, data_gen_));
-    const double loss = accumulate_gradients(micro);
+    for (int64_t k = 0; k < options_.gradient_accumulation_steps; ++k) micro.push_back(draw(true, data_gen_));
+    double loss = accumulate_gradients(micro);
+    if (averager_) {
+      // Every rank takes part even after a NaN of its own, so that all of them stop together.
+      const bool finite_grads = averager_->average();
+      const std::vector<double> all = comm_->all_gather({loss, finite_grads ? 1.0 : 0.0});
+      loss = 0;
+      bool finite = true;
+      for (std::size_t r = 0; r < all.size() / 2; ++r) {
+        loss += all[2 * r] / comm_->size();
+        finite = finite && std::isfinite(all[2 * r]) && all[2 * r + 1] != 0;
+      }
+      if (!finite) diverged(iter, all, NAN, live);
+    }
     const double norm = clip_grad_norm(params, options_.grad_clip);
+    if (averager_ && !std::isfinite(norm)) diverged(iter, {}, norm, live);
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       optimizer_->zero_grad();
       if (live) std::printf("\n");
@@ -143,9 +191,10 @@ TrainResult Trainer::run() {
     }
     optimizer_->step();
     optimizer_->zero_grad();
-    for (const TokenBatch& b : micro) tokens_since_log += b.x.numel();
+    for (const TokenBatch& b : micro) tokens_since_log += b.x.numel() * comm_->size();
+    if (on_step_) on_step_(iter, loss);
 
-    if (iter % options_.log_interval == 0) {
+    if (root && iter % options_.log_interval == 0) {
       const auto now = Clock::now();
       const double dt = std::chrono::duration<double>(now - last_log).count();
       const double tok_s = dt > 0 ? static_cast<double>(tokens_since_log) / dt : 0.0;
@@ -158,7 +207,7 @@ TrainResult Trainer::run() {
       m.lr = lr;
       m.grad_norm = norm;
       m.tokens_per_sec = tok_s;
-      metrics.append(m);
+      metrics->append(m);
       if (live) {
         std::printf("\riter %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s   ",
                     static_cast<long long>(iter), static_cast<long long>(options_.max_iters), loss, lr, norm, tok_s,
@@ -175,7 +224,7 @@ TrainResult Trainer::run() {
   result.iters = iter;
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const std::string png = (std::filesystem::path(options_.out_dir) / "loss.png").string();
-  if (plot_loss_curve(metrics.path(), png, options_.entropy_floor)) spdlog::info("loss curve: {}", png);
+  if (metrics && plot_loss_curve(metrics->path(), png, options_.entropy_floor)) spdlog::info("loss curve: {}", png);
   return result;
 }
 

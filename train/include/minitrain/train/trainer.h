@@ -4,6 +4,7 @@
 
 #include <minitrain/core/random.h>
 #include <minitrain/nn/module.h>
+#include <minitrain/train/distributed.h>
 #include <minitrain/train/optimizer.h>
 
 #include <cmath>
@@ -28,12 +29,19 @@ struct TrainOptions {
   uint64_t seed = 1337;
   double entropy_floor = NAN;  // shown beside the val loss when known
   bool progress = true;        // a live progress line when stdout is a terminal
+  // Data parallelism (distributed.h): with a communicator of N > 1 ranks, every rank runs the Trainer;
+  // each batch drawn is the global batch, of which each rank trains on its B/N rows (shard_rows);
+  // gradients and eval losses are averaged across ranks; rank 0 alone logs and writes checkpoints and
+  // metrics. nullptr (or one rank): this process alone, exactly as before.
+  Communicator* communicator = nullptr;
 };
 
 struct TokenBatch {
   Indices x, y;  // (B, T) inputs and next-token targets
 };
-// Draws a batch of the train (true) or val (false) split with the given generator.
+// Draws a batch of the train (true) or val (false) split with the given generator. Under data
+// parallelism it is the global batch: every rank draws the same rows from the same stream and keeps its
+// share, so N ranks see exactly the data of one process and a checkpoint resumes on any rank count.
 using BatchSource = std::function<TokenBatch(bool train_split, Generator& gen)>;
 using LossFn = std::function<Tensor(const Indices& x, const Indices& y)>;
 
@@ -44,7 +52,8 @@ struct TrainResult {
   std::string checkpoint;
 };
 
-// Thrown when the loss or gradient norm stops being finite; the last good checkpoint is kept.
+// Thrown when the loss or gradient norm stops being finite (on every rank at once, naming the rank
+// whose loss or gradients were not finite); the last good checkpoint is kept.
 struct TrainingDiverged : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -64,12 +73,19 @@ class Trainer {
   // accumulated gradient is that of one batch as large as all of them. Returns the mean loss.
   double accumulate_gradients(const std::vector<TokenBatch>& micro_batches);
 
+  // Called on every rank after each optimizer step with the iteration and the loss (mean over ranks).
+  void on_step(std::function<void(int64_t iter, double loss)> callback) { on_step_ = std::move(callback); }
+  // Gradient all-reduce statistics; null for a single process.
+  const GradientAverager* gradient_averager() const { return averager_.get(); }
+
   std::string checkpoint_path() const;
   Optimizer& optimizer() { return *optimizer_; }
   Generator& data_generator() { return data_gen_; }
 
  private:
   void save(int64_t iter);
+  TokenBatch draw(bool train_split, Generator& gen);  // this rank's rows of the next global batch
+  [[noreturn]] void diverged(int64_t iter, const std::vector<double>& loss_and_finite, double norm, bool live);
   nn::Module& model_;
   LossFn loss_fn_;
   BatchSource batches_;
@@ -78,6 +94,10 @@ class Trainer {
   std::map<std::string, std::string> metadata_;
   std::unique_ptr<Optimizer> optimizer_;
   Generator data_gen_;
+  Communicator single_;    // used when options_.communicator is null
+  Communicator* comm_;     // never null
+  std::unique_ptr<GradientAverager> averager_;  // only with more than one rank
+  std::function<void(int64_t, double)> on_step_;
 };
 
 }  // namespace minitrain::train
