@@ -4,19 +4,23 @@
 //   ./build/examples/train_gpt                         # the bundled corpus, a few minutes on 2 cores
 //   ./build/examples/train_gpt --max_iters 5000 --out_dir out-big
 //   ./build/examples/train_gpt --resume --out_dir out  # continue from out/ckpt.safetensors
+//   mpirun -np 2 ./build/examples/train_gpt            # data-parallel: --batch_size is split across ranks
 #include <minitrain/core/threads.h>
 #include <minitrain/data/text_dataset.h>
 #include <minitrain/data/toy_corpus.h>
 #include <minitrain/nn/gpt.h>
 #include <minitrain/train/checkpoint.h>
+#include <minitrain/train/distributed.h>
 #include <minitrain/train/gpt_config_io.h>
 #include <minitrain/train/trainer.h>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 
 using namespace minitrain;
 
@@ -57,7 +61,7 @@ int main(int argc, char** argv) {
   app.add_option("--n_head", f.model.n_head, "attention heads")->check(pos)->capture_default_str();
   app.add_option("--n_embd", f.model.n_embd, "embedding width")->check(pos)->capture_default_str();
   app.add_option("--block_size", f.model.block_size, "context length")->check(pos)->capture_default_str();
-  app.add_option("--batch_size", f.batch_size, "sequences per micro-batch")->check(pos)->capture_default_str();
+  app.add_option("--batch_size", f.batch_size, "sequences per micro-batch (all ranks together under mpirun)")->check(pos)->capture_default_str();
   app.add_option("--dropout", f.model.dropout, "dropout probability")->check(CLI::Range(0.0, 0.99))->capture_default_str();
   app.add_option("--bias", f.model.bias, "biases in Linear and LayerNorm")->capture_default_str();
   app.add_option("--max_iters", f.train.max_iters, "training iterations")->check(CLI::NonNegativeNumber)->capture_default_str();
@@ -77,13 +81,31 @@ int main(int argc, char** argv) {
   app.add_option("--data", f.data, "UTF-8 text file (default: the bundled toy corpus)")->capture_default_str();
   app.add_option("--out_dir", f.train.out_dir, "checkpoint, metrics.csv and loss.png go here")->capture_default_str();
   app.add_flag("--resume", f.train.resume, "continue from out_dir/ckpt.safetensors");
-  app.add_option("--threads", f.threads, "threads for BLAS and kernels")->check(pos)->capture_default_str();
+  auto* threads = app.add_option("--threads", f.threads, "threads for BLAS and kernels (per rank under mpirun; "
+                                 "default there: the cores shared by the ranks on each machine)")->check(pos)->capture_default_str();
   app.add_option("--sample_chars", f.sample_chars, "characters to sample at the end")->check(CLI::NonNegativeNumber)->capture_default_str();
   try {
     app.parse(argc, argv);
     validate(f);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+
+  // Under mpirun every rank runs this program (data parallel); otherwise this is a single process.
+  train::Communicator& comm = train::Communicator::world();
+  if (comm.distributed()) {
+    if (!comm.is_root()) spdlog::set_level(spdlog::level::warn);  // rank 0 speaks for the job
+    if (threads->count() == 0)
+      f.threads = train::threads_per_rank(comm, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    if (f.batch_size % comm.size() != 0) {
+      if (comm.is_root())
+        spdlog::error("--batch_size {} is not divisible by the {} ranks: each rank trains on an equal share of "
+                      "the batch", f.batch_size, comm.size());
+      return 1;  // every rank sees the same, so all of them stop here
+    }
+    f.train.communicator = &comm;
+    // mpirun forwards output through a pseudo-terminal whatever it is connected to: plain log lines.
+    f.train.progress = false;
   }
 
   try {
@@ -116,6 +138,10 @@ int main(int argc, char** argv) {
     nn::GPT model(f.model);
     spdlog::info("GPT: {} layers, {} heads, width {}, context {}, vocabulary {}: {} parameters", f.model.n_layer,
                  f.model.n_head, f.model.n_embd, f.model.block_size, f.model.vocab_size, model.num_parameters());
+    if (comm.distributed())
+      spdlog::info("data parallel: {} ranks ({} on this machine), each {} of the {} sequences per batch, {} thread{} "
+                   "per rank", comm.size(), comm.local_size(), f.batch_size / comm.size(), f.batch_size, f.threads,
+                   f.threads == 1 ? "" : "s");
     const int64_t B = f.batch_size, T = f.model.block_size;
     train::BatchSource batches = [&](bool train_split, Generator& gen) {
       data::Batch b = dataset.get_batch(train_split ? data::Split::Train : data::Split::Val, B, T, gen);
@@ -126,6 +152,7 @@ int main(int argc, char** argv) {
                                                 {"tokenizer", dataset.tokenizer().to_string()}};
     train::Trainer trainer(model, loss, batches, f.train, {{"dropout", &model.dropout_generator()}}, metadata);
     train::TrainResult result = trainer.run();
+    if (!comm.is_root()) return 0;
 
     std::cout << "\nfinal: val loss " << result.val_loss << " nats/char";
     if (bundled)
@@ -139,11 +166,16 @@ int main(int argc, char** argv) {
       std::cout << "sample:\n" << dataset.tokenizer().decode(out) << "\n";
     }
   } catch (const train::TrainingDiverged& e) {
-    spdlog::error("{}", e.what());
+    if (comm.is_root()) spdlog::error("{}", e.what());  // every rank stopped with the same message
     return 2;
   } catch (const std::exception& e) {
-    spdlog::error("{}", e.what());
-    return 1;
+    if (!comm.distributed()) {
+      spdlog::error("{}", e.what());
+      return 1;
+    }
+    // Possibly this rank alone: the others may wait for it in a collective, so end the whole job.
+    spdlog::error("rank {}: {}", comm.rank(), e.what());
+    comm.abort(1);
   }
   return 0;
 }
