@@ -16,7 +16,6 @@
 
 #include <cmath>
 #include <algorithm>
-#include <limits>
 
 namespace minitrain {
 
@@ -99,10 +98,12 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
       T* P = pp + b * s.tq * s.tk;
       gemm(false, true, s.tq, s.tk, s.d, static_cast<T>(scale), q.slice<T>(b), q.ld, k.slice<T>(b), k.ld, T(0), P, s.tk);
       for (int64_t i = 0; i < s.tq; ++i) {
+        // Causal: only the first `visible` keys take part; the masked rest get weight exactly 0 without
+        // spending an exp on them. A row with no visible key is all zeros (softmax_lane's masked-lane rule).
         T* row = P + i * s.tk;
-        if (causal)
-          for (int64_t j = std::max<int64_t>(0, i + offset + 1); j < s.tk; ++j) row[j] = -std::numeric_limits<T>::infinity();
-        softmax_lane(row, row, s.tk, 1, /*log_output=*/false);
+        const int64_t visible = causal ? std::clamp<int64_t>(i + offset + 1, 0, s.tk) : s.tk;
+        softmax_lane(row, row, visible, 1, /*log_output=*/false);
+        std::fill(row + visible, row + s.tk, T(0));
       }
       const T* weights = P;
       if (use_dropout) {

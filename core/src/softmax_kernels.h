@@ -3,6 +3,8 @@
 // gradient. Output and input may be the same buffer.
 #pragma once
 
+#include "fast_math.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -13,22 +15,24 @@ namespace minitrain {
 template <class T>
 void softmax_lane(const T* x, T* y, int64_t n, int64_t s, bool log_output) {
   T mx = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : mx)
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i * s]);
   if (mx == -std::numeric_limits<T>::infinity()) {  // fully masked lane
     for (int64_t i = 0; i < n; ++i) y[i * s] = log_output ? mx : T(0);
     return;
   }
+  // One exp per element; the sums are in double and `omp simd` lets them vectorise (in a fixed order for a
+  // given build). x and y may be the same buffer.
   double total = 0;
   if (log_output) {
-    for (int64_t i = 0; i < n; ++i) total += std::exp(static_cast<double>(x[i * s] - mx));
+#pragma omp simd reduction(+ : total)
+    for (int64_t i = 0; i < n; ++i) total += fast::exp(x[i * s] - mx);
     const T log_total = static_cast<T>(std::log(total));
     for (int64_t i = 0; i < n; ++i) y[i * s] = x[i * s] - mx - log_total;
   } else {
-    // One exp per element, kept in y and then scaled: x and y may be the same buffer.
-    for (int64_t i = 0; i < n; ++i) {
-      y[i * s] = std::exp(x[i * s] - mx);
-      total += y[i * s];
-    }
+    for (int64_t i = 0; i < n; ++i) y[i * s] = fast::exp(x[i * s] - mx);
+#pragma omp simd reduction(+ : total)
+    for (int64_t i = 0; i < n; ++i) total += y[i * s];
     const T inv = static_cast<T>(1.0 / total);
     for (int64_t i = 0; i < n; ++i) y[i * s] *= inv;
   }
@@ -48,9 +52,12 @@ void softmax_lane_backward(const T* g, const T* y, T* dx, int64_t n, int64_t s, 
         return;
       }
     }
+#pragma omp simd reduction(+ : dot)
     for (int64_t i = 0; i < n; ++i) dot += g[i * s];
-    for (int64_t i = 0; i < n; ++i) dx[i * s] = static_cast<T>(g[i * s] - std::exp(static_cast<double>(y[i * s])) * dot);
+    const T sum_g = static_cast<T>(dot);
+    for (int64_t i = 0; i < n; ++i) dx[i * s] = g[i * s] - fast::exp(y[i * s]) * sum_g;
   } else {
+#pragma omp simd reduction(+ : dot)
     for (int64_t i = 0; i < n; ++i) dot += static_cast<double>(g[i * s]) * y[i * s];
     for (int64_t i = 0; i < n; ++i) dx[i * s] = static_cast<T>(y[i * s] * (g[i * s] - dot));
   }
