@@ -4,6 +4,8 @@
 
 #include <minitrain/core/tensor.h>
 
+#include "buffer_pool.h"
+
 #include <xtensor/xstorage.hpp>
 
 #include <functional>
@@ -14,11 +16,12 @@
 
 namespace minitrain {
 
-// A flat buffer on xtensor's uninitialised vector. One of the two is used, as dtype says.
+// A flat buffer on xtensor's uninitialised vector, from the buffer pool. One of the two is used, as
+// dtype says.
 struct Storage {
   DType dtype;
-  xt::uvector<float> f32;
-  xt::uvector<double> f64;
+  xt::uvector<float, buffer_pool::Allocator<float>> f32;
+  xt::uvector<double, buffer_pool::Allocator<double>> f64;
 
   Storage(DType dtype, int64_t numel);
   ~Storage();

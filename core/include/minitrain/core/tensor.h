@@ -122,4 +122,9 @@ bool grad_mode_enabled();
 int64_t live_autograd_nodes();
 int64_t live_storage_bytes();
 
+// Freed tensor buffers are cached by size and reused (training repeats the same sizes every step); the
+// cache never holds more than the peak of bytes in use (at least 64 MiB). These report and empty it.
+int64_t cached_storage_bytes();
+void release_cached_storage();
+
 }  // namespace minitrain
