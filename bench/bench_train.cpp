@@ -25,8 +25,11 @@ namespace {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Best of a few 1024³ sgemm runs: the ceiling a training step's GEMMs can reach on this machine.
-double sgemm_peak_gflops() {
+// Best of a few 1024³ sgemm runs with OpenBLAS's own threading on `threads` threads: the ceiling a training
+// step's GEMMs can reach on this machine. (minitrain itself runs OpenBLAS single-threaded inside its own
+// OpenMP team, so the pool is set back to one thread afterwards.)
+double sgemm_peak_gflops(int threads) {
+  openblas_set_num_threads(threads);
   const int n = 1024;
   std::vector<float> a(n * n, 0.5f), b(n * n, 0.25f), c(n * n);
   double best = 0;
@@ -35,6 +38,7 @@ double sgemm_peak_gflops() {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
     best = std::max(best, 2.0 * n * n * n / seconds_since(t) * 1e-9);
   }
+  openblas_set_num_threads(1);
   return best;
 }
 
@@ -94,7 +98,7 @@ int main(int argc, char** argv) {
   const int64_t T = c.block_size, tokens = batch * T;
   const int64_t n_params = model.num_parameters() - c.block_size * c.n_embd;  // as nanoGPT: without wpe
   const double flops_per_step = (6.0 * n_params + 12.0 * c.n_layer * T * c.n_embd) * tokens;
-  const double peak = sgemm_peak_gflops();
+  const double peak = sgemm_peak_gflops(threads);
 
   std::vector<double> step_ms;
   double optimizer_ms = 0;
@@ -148,6 +152,14 @@ int main(int argc, char** argv) {
       auto [f, b] = groups[name];
       std::printf("  %-14s %8.2f / %8.2f  %5.1f%%\n", name, f / steps, b / steps, 100.0 * (f + b) / total);
     }
+    // What "other" is made of, largest first (the rest is time outside any op: graph walk, zero_grad, ...).
+    std::printf("  other, by op:");
+    int shown = 0;
+    for (const auto& e : profiler::entries()) {
+      if (category(e.op) != "other" || shown++ == 8) continue;
+      std::printf(" %s %.2f/%.2f", e.op.c_str(), e.forward_ms / steps, e.backward_ms / steps);
+    }
+    std::printf("\n");
   }
   return 0;
 }

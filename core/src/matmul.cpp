@@ -6,6 +6,7 @@
 #include <minitrain/core/profiler.h>
 
 #include "blas.h"
+#include "parallel.h"
 #include "tensor_impl.h"
 
 #include <cblas.h>
@@ -15,6 +16,9 @@
 namespace minitrain {
 
 namespace {
+
+// A thread's share must be worth waking it for: about a megaflop (~15 us of single-core sgemm here).
+constexpr double kMinFlopsPerThread = 1e6;
 
 struct GemmOperand {
   bool transposed = false;
@@ -80,25 +84,67 @@ Tensor matmul_forward(Tensor a, Tensor b) {
     const T* ap = a.impl()->storage->template ptr<T>();
     const T* bp = b.impl()->storage->template ptr<T>();
     T* cp = out.data<T>();
-    for (int64_t i = 0; i < batches; ++i)
-      gemm(la.transposed, lb.transposed, m, n, k, T(1), ap + batch_offset(a, batch, i), la.ld,
-           bp + batch_offset(b, batch, i), lb.ld, T(0), cp + i * m * n, n);
+    // Many small products (attention's per-head ones) are split by batch; a single large one splits
+    // itself inside gemm().
+    const double flops_per_batch = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+    const auto min_batches = static_cast<int64_t>(kMinFlopsPerThread / flops_per_batch) + 1;
+    parallel_for(batches, min_batches, [&](int64_t b0, int64_t b1) {
+      for (int64_t i = b0; i < b1; ++i)
+        gemm(la.transposed, lb.transposed, m, n, k, T(1), ap + batch_offset(a, batch, i), la.ld,
+             bp + batch_offset(b, batch, i), lb.ld, T(0), cp + i * m * n, n);
+    });
   });
   return out;
 }
 
 }  // namespace
 
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+namespace {
+
+void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
               int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
-          const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+               const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
               int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+// One GEMM split over the OpenMP threads along the longer side of C: each thread computes a block of
+// rows (or columns) of C with single-threaded BLAS. Each element of C is still one BLAS dot product over
+// all of k, so the split does not change how it is summed.
+template <class T>
+void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+                int64_t ldb, T beta, T* c, int64_t ldc) {
+  blas_single_threaded();
+  const int64_t line_length = m >= n ? n : m;  // a row of C when splitting rows, else a column
+  const double flops_per_line = 2.0 * static_cast<double>(line_length) * static_cast<double>(k);
+  const auto min_lines = static_cast<int64_t>(kMinFlopsPerThread / std::max(flops_per_line, 1.0)) + 1;
+  constexpr int64_t kTile = 16;  // keep chunk edges on the kernels' register tiles
+  if (m >= n) {
+    parallel_for(m, min_lines, [&](int64_t r0, int64_t r1) {
+      blas_gemm(ta, tb, r1 - r0, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);
+    }, kTile);
+  } else {
+    parallel_for(n, min_lines, [&](int64_t c0, int64_t c1) {
+      blas_gemm(ta, tb, m, c1 - c0, k, alpha, a, lda, tb ? b + c0 * ldb : b + c0, ldb, beta, c + c0, ldc);
+    }, kTile);
+  }
+}
+
+}  // namespace
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  split_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+          const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  split_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {

@@ -1,5 +1,7 @@
 #include <minitrain/core/threads.h>
 
+#include "parallel.h"
+
 #include <cblas.h>
 #include <omp.h>
 
@@ -10,10 +12,16 @@ namespace minitrain {
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("set_num_threads: need at least 1 thread, got " + std::to_string(n));
-  openblas_set_num_threads(n);
+  blas_single_threaded();
   omp_set_num_threads(n);
 }
 
-int num_threads() { return openblas_get_num_threads(); }
+int num_threads() { return omp_get_max_threads(); }
+
+void blas_single_threaded() {
+  // A function-local static: done once, thread-safely, before the first GEMM.
+  static const bool done = (openblas_set_num_threads(1), true);
+  (void)done;
+}
 
 }  // namespace minitrain

@@ -1,10 +1,14 @@
-// Who owns the cores: minitrain's own loops and OpenBLAS are given one thread count together, so the
-// two pools never oversubscribe the machine.
+// Who owns the cores: OpenMP. minitrain splits its own work (GEMMs by rows or columns, attention by
+// (batch, head) slices, elementwise kernels by ranges) over one OpenMP team and calls OpenBLAS
+// single-threaded inside it, so there is never a second, spinning thread pool beside ours (that mix made
+// PyTorch slower on 2 threads than on 1). The thread count is OpenMP's: OMP_NUM_THREADS or
+// set_num_threads. Results for a given thread count are deterministic; `--threads 1` is bit-reproducible.
 #pragma once
 
 namespace minitrain {
 
-// Sets the thread count for BLAS and for minitrain's parallel loops (n >= 1).
+// Sets the number of threads minitrain's parallel loops use from the calling thread (n >= 1). Like
+// OpenMP's setting it is per calling thread: worker threads of your own call it themselves.
 void set_num_threads(int n);
 int num_threads();
 
