@@ -59,11 +59,14 @@ void AdamW::step() {
       using T = std::remove_pointer_t<decltype(w)>;
       T* m = exp_avg_[i].data<T>();
       T* v = exp_avg_sq_[i].data<T>();
+      // Everything the loop reads from members is copied to locals first: the compiler cannot prove the
+      // stores to w, m, v leave options_ unchanged, and would not vectorise the loop otherwise.
       const T b1 = static_cast<T>(options_.beta1), b2 = static_cast<T>(options_.beta2);
+      const double eps = options_.eps;
       for (int64_t j = 0; j < n; ++j) {
         m[j] = b1 * m[j] + (1 - b1) * g[j];
         v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j];
-        const double denom = std::sqrt(static_cast<double>(v[j])) * inv_sqrt_bc2 + options_.eps;
+        const double denom = std::sqrt(static_cast<double>(v[j])) * inv_sqrt_bc2 + eps;
         w[j] = static_cast<T>(w[j] * decay - step_size * m[j] / denom);
       }
     });
