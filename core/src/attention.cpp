@@ -4,55 +4,170 @@
 // Backward, from dO:
 //   dV = P'ᵀ dO,  dP = (dO Vᵀ) ⊙ M,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),  dQ = scale · dS K,
 //   dK = scale · dSᵀ Q.
-// Only P and the mask are saved. The composed version in nn/attention (matmul, masked_fill, softmax,
-// dropout, matmul) is the readable reference; tests check that both agree in values and gradients.
+// Only P and the mask are saved. Two ops share the slice kernels: scaled_dot_product_attention on
+// (..., T, D) q/k/v, and multi_head_attention on a packed (B, T, 3C) projection, which reads the heads in
+// place and writes (B, T, C) and the packed gradient directly (no head split/merge copies). Slices run in
+// parallel over the OpenMP team. The composed version in nn/attention (matmul, masked_fill, softmax,
+// dropout, matmul) is the readable reference; tests check that all agree in values and gradients.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 #include <minitrain/core/profiler.h>
 
 #include "blas.h"
+#include "parallel.h"
 #include "softmax_kernels.h"
 #include "tensor_impl.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 
 namespace minitrain {
 
 namespace {
 
-struct AttentionShape {
+struct Geometry {
   int64_t slices, tq, tk, d, dv;
+  double scale;
+  bool causal;
+  int64_t flops_per_slice() const { return 4 * tq * tk * (d + dv); }
 };
 
-// A (..., rows, cols) operand read in place: each slice is a row-major matrix whose rows are `ld` apart.
-// The heads of a packed q/k/v projection are such views (rows 3C apart), so they need no copy.
-struct MatrixSlices {
-  Tensor t;
-  std::vector<int64_t> offsets;  // storage offset of each slice
+// Where each slice's matrix lives in one buffer: a row-major (rows x cols) block at offsets[slice],
+// rows `ld` elements apart. The heads of a packed projection are such blocks (rows 3C apart).
+struct SliceLayout {
+  std::vector<int64_t> offsets;
   int64_t ld = 0;
-
-  explicit MatrixSlices(const Tensor& in) {
-    const int64_t nd = in.dim(), rows = in.size(-2), cols = in.size(-1);
-    const bool in_place = (in.strides()[nd - 1] == 1 || cols == 1) && (rows == 1 || in.strides()[nd - 2] >= cols);
-    t = in_place ? in.detach() : in.detach().contiguous();
-    ld = rows == 1 ? std::max<int64_t>(cols, 1) : t.strides()[nd - 2];
-    const Shape batch(t.shape().begin(), t.shape().end() - 2);
-    offsets.resize(static_cast<std::size_t>(shape_numel(batch)));
-    for (std::size_t i = 0; i < offsets.size(); ++i) {
-      int64_t off = t.offset(), rest = static_cast<int64_t>(i);
-      for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
-        off += (rest % batch[d]) * t.strides()[d];
-        rest /= batch[d];
-      }
-      offsets[i] = off;
-    }
-  }
   template <class T>
-  const T* slice(int64_t i) const {
-    return t.impl()->storage->template ptr<T>() + offsets[i];
+  T* at(T* base, int64_t slice) const {
+    return base + offsets[static_cast<std::size_t>(slice)];
   }
 };
+
+// The layout of the (..., rows, cols) tensor `t`, which must have unit column stride.
+SliceLayout layout_of(const Tensor& t) {
+  const int64_t nd = t.dim(), rows = t.size(-2), cols = t.size(-1);
+  SliceLayout l;
+  l.ld = rows == 1 ? std::max<int64_t>(cols, 1) : t.strides()[nd - 2];
+  const Shape batch(t.shape().begin(), t.shape().end() - 2);
+  l.offsets.resize(static_cast<std::size_t>(shape_numel(batch)));
+  for (std::size_t i = 0; i < l.offsets.size(); ++i) {
+    int64_t off = t.offset(), rest = static_cast<int64_t>(i);
+    for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
+      off += (rest % batch[d]) * t.strides()[d];
+      rest /= batch[d];
+    }
+    l.offsets[i] = off;
+  }
+  return l;
+}
+
+// `t` itself when its matrices can be read in place (unit column stride, rows not overlapping), else a
+// contiguous copy.
+Tensor readable_in_place(const Tensor& in) {
+  const int64_t nd = in.dim(), rows = in.size(-2), cols = in.size(-1);
+  const bool ok = (in.strides()[nd - 1] == 1 || cols == 1) && (rows == 1 || in.strides()[nd - 2] >= cols);
+  return ok ? in.detach() : in.detach().contiguous();
+}
+
+// The q, k, v operands (or their gradients) and the output (or its gradient) of every slice.
+struct Buffers {
+  SliceLayout q, k, v, out;
+};
+
+template <class T>
+struct Pointers {
+  const T* q;
+  const T* k;
+  const T* v;
+};
+
+// Dropout masks for all slices, drawn in slice then row-major order before the parallel part, so the
+// generator's stream does not depend on the thread count.
+template <class T>
+void draw_masks(T* mask, int64_t count, double p, Generator& gen) {
+  const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
+  for (int64_t j = 0; j < count; ++j) mask[j] = gen.uniform() >= p ? keep_scale : T(0);
+}
+
+template <class T>
+void forward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int64_t ldk, const T* v, int64_t ldv,
+                   T* P, const T* M, T* dropped, T* out, int64_t ldo) {
+  const int64_t offset = g.tk - g.tq;  // query i sits at key position i + offset
+  gemm(false, true, g.tq, g.tk, g.d, static_cast<T>(g.scale), q, ldq, k, ldk, T(0), P, g.tk);
+  for (int64_t i = 0; i < g.tq; ++i) {
+    // Causal: only the first `visible` keys take part; the masked rest get weight exactly 0 without
+    // spending an exp on them. A row with no visible key is all zeros (softmax_lane's masked-lane rule).
+    T* row = P + i * g.tk;
+    const int64_t visible = g.causal ? std::clamp<int64_t>(i + offset + 1, 0, g.tk) : g.tk;
+    softmax_lane(row, row, visible, 1, /*log_output=*/false);
+    std::fill(row + visible, row + g.tk, T(0));
+  }
+  const T* weights = P;
+  if (M) {
+    for (int64_t j = 0; j < g.tq * g.tk; ++j) dropped[j] = P[j] * M[j];
+    weights = dropped;
+  }
+  gemm(false, false, g.tq, g.dv, g.tk, T(1), weights, g.tk, v, ldv, T(0), out, ldo);
+}
+
+template <class T>
+void backward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int64_t ldk, const T* v, int64_t ldv,
+                    const T* P, const T* M, const T* G, int64_t ldg, T* dq, int64_t lddq, T* dk, int64_t lddk,
+                    T* dv, int64_t lddv, T* dP, T* dropped) {
+  const T* weights = P;
+  if (M) {
+    for (int64_t j = 0; j < g.tq * g.tk; ++j) dropped[j] = P[j] * M[j];
+    weights = dropped;
+  }
+  gemm(true, false, g.tk, g.dv, g.tq, T(1), weights, g.tk, G, ldg, T(0), dv, lddv);  // dV = P'ᵀ dO
+  gemm(false, true, g.tq, g.tk, g.dv, T(1), G, ldg, v, ldv, T(0), dP, g.tk);          // dP' = dO Vᵀ
+  for (int64_t i = 0; i < g.tq; ++i) {
+    T* dpr = dP + i * g.tk;
+    if (M)
+      for (int64_t j = 0; j < g.tk; ++j) dpr[j] *= M[i * g.tk + j];
+    softmax_lane_backward(dpr, P + i * g.tk, dpr, g.tk, 1, /*log_output=*/false);  // now dS
+  }
+  const T scale = static_cast<T>(g.scale);
+  gemm(false, false, g.tq, g.d, g.tk, scale, dP, g.tk, k, ldk, T(0), dq, lddq);  // dQ = scale · dS K
+  gemm(true, false, g.tk, g.d, g.tq, scale, dP, g.tk, q, ldq, T(0), dk, lddk);   // dK = scale · dSᵀ Q
+}
+
+// Runs body(slice, scratch...) for every slice, slices split over the threads.
+template <class T, class Body>
+void for_each_slice(const Geometry& g, int64_t scratch_per_thread, Body body) {
+  const int64_t min_slices = std::max<int64_t>(1, 1'000'000 / std::max<int64_t>(g.flops_per_slice(), 1));
+  parallel_for(g.slices, min_slices, [&](int64_t s0, int64_t s1) {
+    std::vector<T> scratch(static_cast<std::size_t>(scratch_per_thread));
+    for (int64_t s = s0; s < s1; ++s) body(s, scratch.data());
+  });
+}
+
+// The shared forward: fills out (through layout.out), probs and, with dropout, the mask.
+template <class T>
+void attention_forward(const Geometry& g, const Buffers& in, Pointers<T> p, T* out, T* probs, T* mask) {
+  const int64_t square = g.tq * g.tk;
+  for_each_slice<T>(g, mask ? square : 0, [&](int64_t s, T* dropped) {
+    forward_slice(g, in.q.at(p.q, s), in.q.ld, in.k.at(p.k, s), in.k.ld, in.v.at(p.v, s), in.v.ld,
+                  probs + s * square, mask ? mask + s * square : nullptr, dropped, in.out.at(out, s), in.out.ld);
+  });
+}
+
+// The shared backward: `grad` describes where the incoming gradient (out) and dq, dk, dv go.
+template <class T>
+void attention_backward(const Geometry& g, const Buffers& in, Pointers<T> p, const T* probs, const T* mask,
+                        const Buffers& grad, const T* gout, T* dq, T* dk, T* dv) {
+  const int64_t square = g.tq * g.tk;
+  for_each_slice<T>(g, square * (mask ? 2 : 1), [&](int64_t s, T* scratch) {
+    backward_slice(g, in.q.at(p.q, s), in.q.ld, in.k.at(p.k, s), in.k.ld, in.v.at(p.v, s), in.v.ld, probs + s * square,
+                   mask ? mask + s * square : nullptr, grad.out.at(gout, s), grad.out.ld, grad.q.at(dq, s), grad.q.ld,
+                   grad.k.at(dk, s), grad.k.ld, grad.v.at(dv, s), grad.v.ld, scratch, scratch + square);
+  });
+}
+
+void check_dropout(const char* op, double dropout_p, bool use_dropout, const Generator* gen) {
+  if (!(dropout_p >= 0 && dropout_p < 1)) throw_arg(op, "dropout_p must be in [0, 1), got " + std::to_string(dropout_p));
+  if (use_dropout && gen == nullptr) throw_arg(op, "dropout at training time needs a generator");
+}
 
 }  // namespace
 
@@ -74,89 +189,89 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   if (!batch_ok || q_in.size(-1) != k_in.size(-1) || k_in.size(-2) != v_in.size(-2))
     throw_arg(op, "shapes q " + shape_str(q_in.shape()) + ", k " + shape_str(k_in.shape()) + ", v " +
                       shape_str(v_in.shape()) + " do not fit (..., Tq, D), (..., Tk, D), (..., Tk, Dv)");
-  if (!(dropout_p >= 0 && dropout_p < 1)) throw_arg(op, "dropout_p must be in [0, 1), got " + std::to_string(dropout_p));
   const bool use_dropout = training && dropout_p > 0;
-  if (use_dropout && gen == nullptr) throw_arg(op, "dropout at training time needs a generator");
+  check_dropout(op, dropout_p, use_dropout, gen);
 
-  const AttentionShape s{shape_numel(batch), q_in.size(-2), k_in.size(-2), q_in.size(-1), v_in.size(-1)};
-  const int64_t offset = s.tk - s.tq;  // query i sits at key position i + offset
-  const MatrixSlices q(q_in), k(k_in), v(v_in);
+  const Geometry g{shape_numel(batch), q_in.size(-2), k_in.size(-2), q_in.size(-1), v_in.size(-1), scale, causal};
+  const Tensor q = readable_in_place(q_in), k = readable_in_place(k_in), v = readable_in_place(v_in);
   Shape out_shape = batch;
-  out_shape.insert(out_shape.end(), {s.tq, s.dv});
+  out_shape.insert(out_shape.end(), {g.tq, g.dv});
   Tensor out = make_tensor(out_shape, q_in.dtype());
-  Tensor probs = make_tensor({s.slices, s.tq, s.tk}, q_in.dtype());
-  Tensor mask = use_dropout ? make_tensor({s.slices, s.tq, s.tk}, q_in.dtype()) : Tensor();
+  Tensor probs = make_tensor({g.slices, g.tq, g.tk}, q_in.dtype());
+  Tensor mask = use_dropout ? make_tensor({g.slices, g.tq, g.tk}, q_in.dtype()) : Tensor();
+  const Buffers in{layout_of(q), layout_of(k), layout_of(v), layout_of(out)};
 
   dispatch(q_in.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    T* pp = probs.data<T>();
-    T* op_ = out.data<T>();
-    T* mp = use_dropout ? mask.data<T>() : nullptr;
-    std::vector<T> dropped(use_dropout ? s.tq * s.tk : 0);
-    const T keep_scale = static_cast<T>(1.0 / (1.0 - dropout_p));
-    for (int64_t b = 0; b < s.slices; ++b) {
-      T* P = pp + b * s.tq * s.tk;
-      gemm(false, true, s.tq, s.tk, s.d, static_cast<T>(scale), q.slice<T>(b), q.ld, k.slice<T>(b), k.ld, T(0), P, s.tk);
-      for (int64_t i = 0; i < s.tq; ++i) {
-        // Causal: only the first `visible` keys take part; the masked rest get weight exactly 0 without
-        // spending an exp on them. A row with no visible key is all zeros (softmax_lane's masked-lane rule).
-        T* row = P + i * s.tk;
-        const int64_t visible = causal ? std::clamp<int64_t>(i + offset + 1, 0, s.tk) : s.tk;
-        softmax_lane(row, row, visible, 1, /*log_output=*/false);
-        std::fill(row + visible, row + s.tk, T(0));
-      }
-      const T* weights = P;
-      if (use_dropout) {
-        T* M = mp + b * s.tq * s.tk;
-        for (int64_t j = 0; j < s.tq * s.tk; ++j) {
-          M[j] = gen->uniform() >= dropout_p ? keep_scale : T(0);
-          dropped[j] = P[j] * M[j];
-        }
-        weights = dropped.data();
-      }
-      gemm(false, false, s.tq, s.dv, s.tk, T(1), weights, s.tk, v.slice<T>(b), v.ld, T(0),
-           op_ + b * s.tq * s.dv, s.dv);
-    }
+    if (use_dropout) draw_masks(mask.data<T>(), mask.numel(), dropout_p, *gen);
+    const Pointers<T> p{q.impl()->storage->template ptr<T>(), k.impl()->storage->template ptr<T>(),
+                        v.impl()->storage->template ptr<T>()};
+    attention_forward(g, in, p, out.data<T>(), probs.data<T>(), use_dropout ? mask.data<T>() : nullptr);
   });
 
-  return attach(out, op, {q_in, k_in, v_in}, [q, k, v, probs, mask, s, scale](const Tensor& g_in, const std::vector<Tensor>& in) {
-    Tensor g = g_in.contiguous();
-    Tensor dq = make_tensor(q.t.shape(), q.t.dtype()), dk = make_tensor(k.t.shape(), k.t.dtype()),
-           dv = make_tensor(v.t.shape(), v.t.dtype());
-    dispatch(q.t.dtype(), [&](auto tag) {
+  return attach(out, op, {q_in, k_in, v_in}, [q, k, v, probs, mask, g, in](const Tensor& g_in, const std::vector<Tensor>& inputs) {
+    Tensor gout = g_in.contiguous();
+    Tensor dq = make_tensor(q.shape(), q.dtype()), dk = make_tensor(k.shape(), k.dtype()), dv = make_tensor(v.shape(), v.dtype());
+    const Buffers grad{layout_of(dq), layout_of(dk), layout_of(dv), layout_of(gout)};
+    dispatch(q.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      const T* pp = probs.data<T>();
-      const T* mp = mask.defined() ? mask.data<T>() : nullptr;
-      const T* gp = g.data<T>();
-      std::vector<T> dP(s.tq * s.tk), dropped(mp ? s.tq * s.tk : 0);
-      for (int64_t b = 0; b < s.slices; ++b) {
-        const T* P = pp + b * s.tq * s.tk;
-        const T* M = mp ? mp + b * s.tq * s.tk : nullptr;
-        const T* G = gp + b * s.tq * s.dv;
-        const T* weights = P;
-        if (M) {
-          for (int64_t j = 0; j < s.tq * s.tk; ++j) dropped[j] = P[j] * M[j];
-          weights = dropped.data();
-        }
-        // dV = P'ᵀ dO
-        gemm(true, false, s.tk, s.dv, s.tq, T(1), weights, s.tk, G, s.dv, T(0), dv.data<T>() + b * s.tk * s.dv, s.dv);
-        // dP = (dO Vᵀ) ⊙ M
-        gemm(false, true, s.tq, s.tk, s.dv, T(1), G, s.dv, v.slice<T>(b), v.ld, T(0), dP.data(), s.tk);
-        for (int64_t i = 0; i < s.tq; ++i) {
-          T* dpr = dP.data() + i * s.tk;
-          const T* pr = P + i * s.tk;
-          if (M)
-            for (int64_t j = 0; j < s.tk; ++j) dpr[j] *= M[i * s.tk + j];
-          softmax_lane_backward(dpr, pr, dpr, s.tk, 1, /*log_output=*/false);  // now dS
-        }
-        gemm(false, false, s.tq, s.d, s.tk, static_cast<T>(scale), dP.data(), s.tk, k.slice<T>(b), k.ld, T(0),
-             dq.data<T>() + b * s.tq * s.d, s.d);
-        gemm(true, false, s.tk, s.d, s.tq, static_cast<T>(scale), dP.data(), s.tk, q.slice<T>(b), q.ld, T(0),
-             dk.data<T>() + b * s.tk * s.d, s.d);
-      }
+      const Pointers<T> p{q.impl()->storage->template ptr<T>(), k.impl()->storage->template ptr<T>(),
+                          v.impl()->storage->template ptr<T>()};
+      attention_backward(g, in, p, probs.data<T>(), mask.defined() ? mask.data<T>() : nullptr, grad,
+                         gout.impl()->storage->template ptr<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>());
     });
-    return std::vector<Tensor>{in[0].requires_grad() ? dq : Tensor(), in[1].requires_grad() ? dk : Tensor(),
-                               in[2].requires_grad() ? dv : Tensor()};
+    return std::vector<Tensor>{inputs[0].requires_grad() ? dq : Tensor(), inputs[1].requires_grad() ? dk : Tensor(),
+                               inputs[2].requires_grad() ? dv : Tensor()};
+  });
+}
+
+Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, bool causal, double dropout_p,
+                            bool training, Generator* gen) {
+  profiler::Scope scope("multi_head_attention");
+  const char* op = "multi_head_attention";
+  check_defined(qkv_in, op, "qkv");
+  if (qkv_in.dim() != 3 || n_head <= 0 || qkv_in.size(2) % (3 * n_head) != 0)
+    throw_arg(op, "qkv of shape " + shape_str(qkv_in.shape()) + " is not (B, T, 3C) with C a multiple of n_head " +
+                      std::to_string(n_head));
+  const bool use_dropout = training && dropout_p > 0;
+  check_dropout(op, dropout_p, use_dropout, gen);
+
+  const int64_t B = qkv_in.size(0), T = qkv_in.size(1), C = qkv_in.size(2) / 3, hs = C / n_head;
+  const Geometry g{B * n_head, T, T, hs, hs, scale, causal};
+  const Tensor qkv = qkv_in.detach().contiguous();
+  // Slice (b, h) reads rows of q, k, v at columns h·hs, C + h·hs, 2C + h·hs of batch b, and writes columns
+  // h·hs of the (B, T, C) output; the packed gradient has the input's layout.
+  auto packed = [&](int64_t row_length, int64_t column) {
+    SliceLayout l;
+    l.ld = row_length;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < n_head; ++h) l.offsets.push_back(b * T * row_length + column + h * hs);
+    return l;
+  };
+  const Buffers in{packed(3 * C, 0), packed(3 * C, C), packed(3 * C, 2 * C), packed(C, 0)};
+  Tensor out = make_tensor({B, T, C}, qkv.dtype());
+  Tensor probs = make_tensor({g.slices, T, T}, qkv.dtype());
+  Tensor mask = use_dropout ? make_tensor({g.slices, T, T}, qkv.dtype()) : Tensor();
+
+  dispatch(qkv.dtype(), [&](auto tag) {
+    using E = decltype(tag);
+    if (use_dropout) draw_masks(mask.data<E>(), mask.numel(), dropout_p, *gen);
+    const E* base = qkv.data<E>();
+    attention_forward(g, in, Pointers<E>{base, base, base}, out.data<E>(), probs.data<E>(),
+                      use_dropout ? mask.data<E>() : nullptr);
+  });
+
+  return attach(out, op, {qkv_in}, [qkv, probs, mask, g, in](const Tensor& g_in, const std::vector<Tensor>&) {
+    Tensor gout = g_in.contiguous();
+    Tensor dqkv = make_tensor(qkv.shape(), qkv.dtype());  // every element is written by exactly one slice
+    dispatch(qkv.dtype(), [&](auto tag) {
+      using E = decltype(tag);
+      const E* base = qkv.data<E>();
+      E* d = dqkv.data<E>();
+      attention_backward(g, in, Pointers<E>{base, base, base}, probs.data<E>(), mask.defined() ? mask.data<E>() : nullptr,
+                         in, gout.data<E>(), d, d, d);
+    });
+    return std::vector<Tensor>{dqkv};
   });
 }
 

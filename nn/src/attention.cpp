@@ -54,6 +54,12 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache* cache) {
   auto heads = [&](int64_t part) {   // (B, T, C) slice -> (B, nh, T, hs)
     return qkv.narrow(2, part * C, C).reshape({B, T, nh, hs}).transpose(1, 2);
   };
+  if (path == AttentionPath::Fused && !cache) {  // the training path: one kernel from qkv to (B, T, C)
+    if (record_statistics) statistics.push_back(attention_statistics(heads(0), heads(1), scale_, options_.causal));
+    Tensor y = multi_head_attention(qkv, nh, scale_, options_.causal, options_.dropout, is_training(),
+                                    dropout_gen_.get());
+    return resid_dropout->forward(c_proj->forward(y));
+  }
   Tensor q = heads(0), k = heads(1), v = heads(2);
   if (cache) {
     if (cache->k.defined()) {

@@ -98,6 +98,14 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
                                     double dropout_p = 0.0, bool training = false, Generator* gen = nullptr);
 
+// The same attention for all heads of a packed projection: qkv is (B, T, 3C) holding [q | k | v] along the
+// last dim, each split into n_head blocks of C / n_head; the result is (B, T, C) with the heads side by
+// side. Equal to splitting qkv into (B, n_head, T, C / n_head) q, k, v, calling
+// scaled_dot_product_attention and merging the heads back, but reads the heads in place and returns the
+// packed gradient directly, without the copies between those steps.
+Tensor multi_head_attention(const Tensor& qkv, int64_t n_head, double scale, bool causal, double dropout_p = 0.0,
+                            bool training = false, Generator* gen = nullptr);
+
 // Joining and splitting (differentiable).
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);
