@@ -169,8 +169,9 @@ Tensor gelu_erf(const Tensor& x_in) {
     using T = decltype(tag);
     const T* xp = x.data<T>();
     T* yp = out.data<T>();
-    const int64_t n = x.numel();
-    for (int64_t i = 0; i < n; ++i) yp[i] = xp[i] * fast::normal_cdf(xp[i]);
+    parallel_for(x.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) yp[i] = xp[i] * fast::normal_cdf(xp[i]);
+    });
   });
   return attach(out, "gelu", {x_in}, [x](const Tensor& g_in, const std::vector<Tensor>&) {
     Tensor g = g_in.contiguous();
@@ -180,8 +181,9 @@ Tensor gelu_erf(const Tensor& x_in) {
       const T* xp = x.data<T>();
       const T* gp = g.data<T>();
       T* dp = dx.data<T>();
-      const int64_t n = x.numel();
-      for (int64_t i = 0; i < n; ++i) dp[i] = gp[i] * (fast::normal_cdf(xp[i]) + xp[i] * fast::normal_pdf(xp[i]));
+      parallel_for(x.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) dp[i] = gp[i] * (fast::normal_cdf(xp[i]) + xp[i] * fast::normal_pdf(xp[i]));
+      });
     });
     return std::vector<Tensor>{dx};
   });

@@ -2,6 +2,7 @@
 // view. Contiguous inputs of equal shape take a flat loop; everything else goes row by row.
 #pragma once
 
+#include "parallel.h"
 #include "strided.h"
 
 #include <minitrain/core/profiler.h>
@@ -9,6 +10,9 @@
 #include <type_traits>
 
 namespace minitrain {
+
+// Below this many elements per thread, waking a second thread costs more than it saves.
+constexpr int64_t kElementsPerThread = 32 * 1024;
 
 // out = f(x) elementwise.
 template <class F>
@@ -23,8 +27,9 @@ Tensor unary_map(const char* op, const Tensor& x, F f) {
     T* op_ = out.data<T>();
     if (xi.is_contiguous()) {
       xp += xi.offset;
-      const int64_t n = out.numel();
-      for (int64_t i = 0; i < n; ++i) op_[i] = static_cast<T>(f(xp[i]));
+      parallel_for(out.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) op_[i] = static_cast<T>(f(xp[i]));
+      });
       return;
     }
     int64_t o = 0;
@@ -57,8 +62,9 @@ Tensor binary_map(const char* op, const Tensor& a, const Tensor& b, F f) {
     if (ai.is_contiguous() && bi.is_contiguous()) {
       ap += ai.offset;
       bp += bi.offset;
-      const int64_t n = out.numel();
-      for (int64_t i = 0; i < n; ++i) op_[i] = static_cast<T>(f(ap[i], bp[i]));
+      parallel_for(out.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) op_[i] = static_cast<T>(f(ap[i], bp[i]));
+      });
       return;
     }
     int64_t o = 0;
@@ -88,8 +94,9 @@ Tensor ternary_map(const Tensor& a, const Tensor& b, const Tensor& c, F f) {
       ap += ai.offset;
       bp += bi.offset;
       cp += ci.offset;
-      const int64_t n = out.numel();
-      for (int64_t i = 0; i < n; ++i) op_[i] = static_cast<T>(f(ap[i], bp[i], cp[i]));
+      parallel_for(out.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) op_[i] = static_cast<T>(f(ap[i], bp[i], cp[i]));
+      });
       return;
     }
     int64_t o = 0;

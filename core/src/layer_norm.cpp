@@ -5,11 +5,16 @@
 #include <minitrain/core/ops.h>
 #include <minitrain/core/profiler.h>
 
+#include "parallel.h"
 #include "tensor_impl.h"
 
 #include <cmath>
 
 namespace minitrain {
+
+namespace {
+constexpr int64_t kRowsPerThread = 64;
+}  // namespace
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
   profiler::Scope scope("layer_norm");
@@ -38,24 +43,29 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
     const T* wp = w.defined() ? w.data<T>() : nullptr;
     const T* bp = b.defined() ? b.data<T>() : nullptr;
     T* yp = y.data<T>();
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = xp + r * width;
-      double m = 0;
-      for (int64_t c = 0; c < width; ++c) m += row[c];
-      m /= static_cast<double>(width);
-      double v = 0;
-      for (int64_t c = 0; c < width; ++c) v += (row[c] - m) * (row[c] - m);
-      v /= static_cast<double>(width);
-      const double s = 1.0 / std::sqrt(v + eps);
-      (*mean)[r] = m;
-      (*rstd)[r] = s;
-      for (int64_t c = 0; c < width; ++c) {
-        double out = (row[c] - m) * s;
-        if (wp) out *= wp[c];
-        if (bp) out += bp[c];
-        yp[r * width + c] = static_cast<T>(out);
+    parallel_for(rows, kRowsPerThread, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* row = xp + r * width;
+        double m = 0;
+#pragma omp simd reduction(+ : m)
+        for (int64_t c = 0; c < width; ++c) m += row[c];
+        m /= static_cast<double>(width);
+        double v = 0;
+#pragma omp simd reduction(+ : v)
+        for (int64_t c = 0; c < width; ++c) v += (row[c] - m) * (row[c] - m);
+        v /= static_cast<double>(width);
+        const double s = 1.0 / std::sqrt(v + eps);
+        (*mean)[r] = m;
+        (*rstd)[r] = s;
+        T* out = yp + r * width;
+        for (int64_t c = 0; c < width; ++c) {  // centred in double: a float mean of 1e4 would be off by 1e-3
+          double o = (row[c] - m) * s;
+          if (wp) o *= wp[c];
+          if (bp) o += bp[c];
+          out[c] = static_cast<T>(o);
+        }
       }
-    }
+    });
   });
   return attach(y, "layer_norm", {x_in, weight, bias}, [x, w, mean, rstd, rows, width](const Tensor& g_in, const std::vector<Tensor>& in) {
     Tensor g = g_in.contiguous();
@@ -67,28 +77,43 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
       const T* gp = g.data<T>();
       const T* wp = w.defined() ? w.data<T>() : nullptr;
       T* dp = dx.data<T>();
-      for (int64_t r = 0; r < rows; ++r) {
-        const T* xr = xp + r * width;
-        const T* gr = gp + r * width;
-        const double m = (*mean)[r], s = (*rstd)[r];
-        // dx = rstd · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat)), dxhat = g · w
-        double mean_dxhat = 0, mean_dxhat_xhat = 0;
-        for (int64_t c = 0; c < width; ++c) {
-          const double xhat = (xr[c] - m) * s;
-          const double dxhat = wp ? gr[c] * static_cast<double>(wp[c]) : gr[c];
-          mean_dxhat += dxhat;
-          mean_dxhat_xhat += dxhat * xhat;
-          dw[c] += gr[c] * xhat;
-          db[c] += gr[c];
+      // dx row by row, rows split over threads.
+      parallel_for(rows, kRowsPerThread, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const T* xr = xp + r * width;
+          const T* gr = gp + r * width;
+          const double m = (*mean)[r], s = (*rstd)[r];
+          // dx = rstd · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat)), dxhat = g · w
+          double mean_dxhat = 0, mean_dxhat_xhat = 0;
+#pragma omp simd reduction(+ : mean_dxhat, mean_dxhat_xhat)
+          for (int64_t c = 0; c < width; ++c) {
+            const double xhat = (xr[c] - m) * s;
+            const double dxhat = wp ? gr[c] * static_cast<double>(wp[c]) : gr[c];
+            mean_dxhat += dxhat;
+            mean_dxhat_xhat += dxhat * xhat;
+          }
+          mean_dxhat /= static_cast<double>(width);
+          mean_dxhat_xhat /= static_cast<double>(width);
+          for (int64_t c = 0; c < width; ++c) {
+            const double xhat = (xr[c] - m) * s;
+            const double dxhat = wp ? gr[c] * static_cast<double>(wp[c]) : gr[c];
+            dp[r * width + c] = static_cast<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
+          }
         }
-        mean_dxhat /= static_cast<double>(width);
-        mean_dxhat_xhat /= static_cast<double>(width);
-        for (int64_t c = 0; c < width; ++c) {
-          const double xhat = (xr[c] - m) * s;
-          const double dxhat = wp ? gr[c] * static_cast<double>(wp[c]) : gr[c];
-          dp[r * width + c] = static_cast<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
+      });
+      // dw, db: sums over rows, columns split over threads, so every column is summed in the same row
+      // order whatever the thread count.
+      parallel_for(width, 16, [&](int64_t c0, int64_t c1) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const T* xr = xp + r * width;
+          const T* gr = gp + r * width;
+          const double m = (*mean)[r], s = (*rstd)[r];
+          for (int64_t c = c0; c < c1; ++c) {
+            dw[c] += gr[c] * ((xr[c] - m) * s);
+            db[c] += gr[c];
+          }
         }
-      }
+      });
     });
     auto to_tensor = [&](const std::vector<double>& v) {
       Tensor t = make_tensor({width}, x.dtype());

@@ -63,6 +63,7 @@ void AdamW::step() {
       // stores to w, m, v leave options_ unchanged, and would not vectorise the loop otherwise.
       const T b1 = static_cast<T>(options_.beta1), b2 = static_cast<T>(options_.beta2);
       const double eps = options_.eps;
+#pragma omp parallel for schedule(static) if (n >= 64 * 1024)
       for (int64_t j = 0; j < n; ++j) {
         m[j] = b1 * m[j] + (1 - b1) * g[j];
         v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j];
