@@ -51,7 +51,7 @@ double peak_rss_mib() {
 // The breakdown groups op names into the categories the performance issue tracks.
 std::string category(const std::string& op) {
   if (op == "matmul") return "matmul";
-  if (op == "scaled_dot_product_attention") return "attention";
+  if (op == "scaled_dot_product_attention" || op == "multi_head_attention") return "attention";
   if (op == "layer_norm") return "layer_norm";
   if (op == "gelu" || op == "gelu_tanh") return "gelu";
   if (op == "cross_entropy") return "cross_entropy";

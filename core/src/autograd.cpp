@@ -3,6 +3,7 @@
 #include <minitrain/core/ops.h>
 #include <minitrain/core/profiler.h>
 
+#include "parallel.h"
 #include "tensor_impl.h"
 
 #include <atomic>
@@ -88,11 +89,29 @@ std::vector<std::shared_ptr<TensorImpl>> topological_order(const std::shared_ptr
   return order;
 }
 
+// sum += g in place when nothing else can see `sum` (its handle and its storage are ours alone) and both
+// are plain contiguous buffers of one shape; false otherwise. Same values as add(), without allocating.
+bool add_in_place(Tensor& sum, const Tensor& g) {
+  if (sum.impl_ptr().use_count() != 1 || sum.impl()->storage.use_count() != 1 || !sum.is_contiguous() ||
+      !g.is_contiguous() || sum.shape() != g.shape() || sum.dtype() != g.dtype())
+    return false;
+  profiler::Scope scope("accumulate_grad", /*backward=*/true);
+  dispatch(sum.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* s = sum.data<T>();
+    const T* gp = g.data<T>();
+    parallel_for(sum.numel(), 32 * 1024, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) s[i] += gp[i];
+    });
+  });
+  return true;
+}
+
 void accumulate(std::unordered_map<TensorImpl*, Tensor>& grads, TensorImpl* key, const Tensor& g) {
   auto it = grads.find(key);
   if (it == grads.end())
     grads.emplace(key, g);
-  else
+  else if (!add_in_place(it->second, g))
     it->second = add(it->second, g);
 }
 
@@ -132,7 +151,10 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
         // Own the buffer: gout may share storage with another tensor's gradient.
         impl->grad = (acc.impl()->storage.use_count() == 1 ? acc : acc.clone()).impl_ptr();
       } else {
-        impl->grad = add(Tensor(impl->grad), acc).impl_ptr();
+        Tensor sum(impl->grad);
+        impl->grad.reset();  // so that add_in_place can see whether anyone else holds the gradient
+        if (!add_in_place(sum, acc)) sum = add(sum, acc);
+        impl->grad = sum.impl_ptr();
       }
       continue;
     }

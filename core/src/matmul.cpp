@@ -159,9 +159,24 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "matmul");
   Tensor out = matmul_forward(a.detach(), b.detach());
   return attach(out, "matmul", {a, b}, [](const Tensor& g, const std::vector<Tensor>& in) {
-    Tensor ga, gb;  // dA = G·Bᵀ, dB = Aᵀ·G, summed over broadcast batch dims
-    if (in[0].requires_grad()) ga = sum_to_shape(matmul(g, in[1].transpose(-1, -2)), in[0].shape());
-    if (in[1].requires_grad()) gb = sum_to_shape(matmul(in[0].transpose(-1, -2), g), in[1].shape());
+    // dA = G·Bᵀ, dB = Aᵀ·G, summed over broadcast batch dims. A gradient takes its input's layout: for an
+    // input stored transposed (a weight used as W.transpose(), as Linear does) it is computed as the
+    // transpose of (dB)ᵀ = Gᵀ·A, so W's gradient arrives contiguous instead of needing a copy.
+    auto stored_transposed = [](const Tensor& t) {
+      const int64_t nd = t.dim();
+      return t.size(-1) > 1 && t.size(-2) > 1 && t.strides()[nd - 2] == 1 && t.strides()[nd - 1] != 1;
+    };
+    Tensor ga, gb;
+    if (in[0].requires_grad()) {
+      ga = stored_transposed(in[0]) ? matmul(in[1], g.transpose(-1, -2)).transpose(-1, -2)
+                                    : matmul(g, in[1].transpose(-1, -2));
+      ga = sum_to_shape(ga, in[0].shape());
+    }
+    if (in[1].requires_grad()) {
+      gb = stored_transposed(in[1]) ? matmul(g.transpose(-1, -2), in[0]).transpose(-1, -2)
+                                    : matmul(in[0].transpose(-1, -2), g);
+      gb = sum_to_shape(gb, in[1].shape());
+    }
     return std::vector<Tensor>{ga, gb};
   });
 }
