@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Times the same GPT training step in PyTorch and in minitrain, alternating, and prints the ratios.
 
-Run with the Python that has torch (Debian's python3-torch runs under /usr/bin/python3):
-    /usr/bin/python3 bench/pytorch_peer.py --config nano --build build [--record]
+Run with the Python that has torch (Debian's python3-torch runs under /usr/bin/python3); add more PyTorch
+installs with --torch-python (e.g. a venv with the current release from pip):
+    /usr/bin/python3 bench/pytorch_peer.py --config nano --build build \
+        [--torch-python /opt/torch-current/bin/python] [--record]
 
 Each PyTorch setting runs in a fresh process (thread counts are fixed at start-up); minitrain runs
 build/bench/bench_train. A step is forward, cross-entropy, backward, AdamW, zero_grad, as in nanoGPT's
@@ -52,13 +54,13 @@ def torch_worker(config, steps, warmup):
     print(f"RESULT {statistics.median(times):.2f} {min(times):.2f} {max(times):.2f} {rss:.1f} {torch.__version__}")
 
 
-def run_torch(config, steps, warmup, torch_threads, blas_threads, wait):
+def run_torch(python, config, steps, warmup, torch_threads, blas_threads, wait):
     env = dict(os.environ, OMP_NUM_THREADS=str(torch_threads), OPENBLAS_NUM_THREADS=str(blas_threads),
                OMP_WAIT_POLICY=wait, MKL_NUM_THREADS=str(blas_threads))
     code = ("import sys; sys.path.insert(0, %r); import pytorch_peer as p; import torch; "
             "torch.set_num_threads(%d); p.torch_worker(%r, %d, %d)"
             % (os.path.dirname(os.path.abspath(__file__)), torch_threads, config, steps, warmup))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     median, lo, hi, rss, version = re.search(r"RESULT (\S+) (\S+) (\S+) (\S+) (\S+)", out).groups()
     return float(median), float(lo), float(hi), float(rss), version
 
@@ -79,26 +81,35 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2, help="alternations of all runs (medians of rounds)")
+    ap.add_argument("--torch-python", action="append", default=[],
+                    help="another interpreter with a PyTorch install to time as well (repeatable)")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
+    pythons = [sys.executable] + args.torch_python
 
     results = {}
     for _ in range(args.rounds):
         for threads in (1, 2):
             results.setdefault(f"minitrain threads={threads}", []).append(
                 run_minitrain(args.build, args.config, args.steps, args.warmup, threads))
-        for t, b, w in TORCH_SETTINGS:
-            r = run_torch(args.config, args.steps, args.warmup, t, b, w)
-            results.setdefault(f"torch {r[4]} intra={t} blas={b} {w}", []).append(r[:4])
+        for python in pythons:
+            for t, b, w in TORCH_SETTINGS:
+                r = run_torch(python, args.config, args.steps, args.warmup, t, b, w)
+                results.setdefault(f"torch {r[4]} intra={t} blas={b} {w}", []).append(r[:4])
 
     rows = {name: tuple(statistics.median(r[i] for r in runs) for i in range(4)) for name, runs in results.items()}
-    best_torch = min(v[0] for k, v in rows.items() if k.startswith("torch"))
     best_ours = min(v[0] for k, v in rows.items() if k.startswith("minitrain"))
+    ours_rss = min(v[3] for k, v in rows.items() if k.startswith("minitrain"))
+    versions = sorted({k.split()[1] for k in rows if k.startswith("torch")})
     lines = [f"{args.config}: median ms/step (min, max), peak RSS; {args.steps} steps after {args.warmup} warm-up, "
              f"median of {args.rounds} alternating rounds"]
     for name, (median, lo, hi, rss) in rows.items():
         lines.append(f"  {name:42s} {median:8.1f} ms ({lo:.1f}, {hi:.1f})  {rss:7.1f} MiB")
-    lines.append(f"  best PyTorch / best minitrain = {best_torch / best_ours:.2f}x")
+    for version in versions:
+        mine = [v for k, v in rows.items() if k.startswith(f"torch {version} ")]
+        best_torch = min(v[0] for v in mine)
+        lines.append(f"  torch {version}: best PyTorch / best minitrain = {best_torch / best_ours:.2f}x time, "
+                     f"{min(v[3] for v in mine) / ours_rss:.1f}x peak RSS")
     print("\n".join(lines))
     if args.record:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

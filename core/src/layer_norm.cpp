@@ -75,7 +75,9 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
       using T = decltype(tag);
       const T* xp = x.data<T>();
       const T* gp = g.data<T>();
-      const T* wp = w.defined() ? w.data<T>() : nullptr;
+      // Without a weight, dxhat = g: a row of ones keeps the loops below free of branches (so they vectorise).
+      std::vector<T> ones(w.defined() ? 0 : static_cast<std::size_t>(width), T(1));
+      const T* wp = w.defined() ? w.data<T>() : ones.data();
       T* dp = dx.data<T>();
       // dx row by row, rows split over threads.
       parallel_for(rows, kRowsPerThread, [&](int64_t r0, int64_t r1) {
@@ -88,7 +90,7 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
 #pragma omp simd reduction(+ : mean_dxhat, mean_dxhat_xhat)
           for (int64_t c = 0; c < width; ++c) {
             const double xhat = (xr[c] - m) * s;
-            const double dxhat = wp ? gr[c] * static_cast<double>(wp[c]) : gr[c];
+            const double dxhat = gr[c] * static_cast<double>(wp[c]);
             mean_dxhat += dxhat;
             mean_dxhat_xhat += dxhat * xhat;
           }
@@ -96,21 +98,24 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
           mean_dxhat_xhat /= static_cast<double>(width);
           for (int64_t c = 0; c < width; ++c) {
             const double xhat = (xr[c] - m) * s;
-            const double dxhat = wp ? gr[c] * static_cast<double>(wp[c]) : gr[c];
+            const double dxhat = gr[c] * static_cast<double>(wp[c]);
             dp[r * width + c] = static_cast<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
           }
         }
       });
       // dw, db: sums over rows, columns split over threads, so every column is summed in the same row
       // order whatever the thread count.
+      double* dwp = dw.data();
+      double* dbp = db.data();
       parallel_for(width, 16, [&](int64_t c0, int64_t c1) {
         for (int64_t r = 0; r < rows; ++r) {
           const T* xr = xp + r * width;
           const T* gr = gp + r * width;
           const double m = (*mean)[r], s = (*rstd)[r];
+#pragma omp simd
           for (int64_t c = c0; c < c1; ++c) {
-            dw[c] += gr[c] * ((xr[c] - m) * s);
-            db[c] += gr[c];
+            dwp[c] += gr[c] * ((xr[c] - m) * s);
+            dbp[c] += gr[c];
           }
         }
       });

@@ -76,8 +76,8 @@ Tensor matmul_forward(Tensor a, Tensor b) {
   if (!matrix_layout(a, la)) a = a.contiguous(), matrix_layout(a, la);
   if (!matrix_layout(b, lb)) b = b.contiguous(), matrix_layout(b, lb);
 
-  Tensor out = zeros(out_shape, a.dtype());  // zeros: k == 0 gives a zero product
-  if (m == 0 || n == 0 || k == 0) return out;
+  if (m == 0 || n == 0 || k == 0) return zeros(out_shape, a.dtype());  // an empty sum is 0
+  Tensor out = empty(out_shape, a.dtype());  // gemm with beta = 0 writes every element
   const int64_t batches = shape_numel(batch);
   dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
