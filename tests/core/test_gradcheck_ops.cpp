@@ -146,6 +146,26 @@ std::vector<OpCase> all_cases() {
                  auto head = [&](int64_t part) { return in[0].narrow(2, part * 6, 6).reshape({2, 4, 2, 3}).transpose(1, 2); };
                  return scaled_dot_product_attention(head(0), head(1), head(2), 0.5, true);
                }, {rnd({2, 4, 18}, 100)}});
+  // --- multi_head_attention on a packed (B, T, 3C) projection: n_head 1 and 3, causal or not, dropout
+  // (the generator created inside, so every call draws the same masks), a non-contiguous qkv
+  c.push_back({"mha_causal_3_heads", [](auto in) { return multi_head_attention(in[0], 3, 0.5, true); },
+               {rnd({2, 4, 18}, 101)}});
+  c.push_back({"mha_not_causal_3_heads", [](auto in) { return multi_head_attention(in[0], 3, 0.45, false); },
+               {rnd({2, 4, 18}, 102)}});
+  c.push_back({"mha_causal_1_head", [](auto in) { return multi_head_attention(in[0], 1, 0.6, true); },
+               {rnd({2, 3, 12}, 103)}});
+  c.push_back({"mha_not_causal_1_head", [](auto in) { return multi_head_attention(in[0], 1, 0.6, false); },
+               {rnd({1, 5, 9}, 104)}});
+  c.push_back({"mha_dropout_3_heads", [](auto in) {
+                 Generator g(3);
+                 return multi_head_attention(in[0], 3, 0.5, true, 0.25, true, &g);
+               }, {rnd({2, 4, 18}, 105)}});
+  c.push_back({"mha_dropout_not_causal_1_head", [](auto in) {
+                 Generator g(4);
+                 return multi_head_attention(in[0], 1, 0.5, false, 0.3, true, &g);
+               }, {rnd({1, 4, 12}, 106)}});
+  c.push_back({"mha_transposed_input", [](auto in) { return multi_head_attention(in[0].transpose(0, 1), 3, 0.5, true); },
+               {rnd({4, 2, 18}, 107)}});
   // --- shape ops
   c.push_back({"reshape", [](auto in) { return in[0].reshape({3, -1}) * in[1]; }, {rnd({2, 6}, 73), rnd({4}, 74)}});
   c.push_back({"reshape_of_transposed", [T](auto in) { return T(in[0]).reshape({-1}); }, {rnd({3, 4}, 75)}});

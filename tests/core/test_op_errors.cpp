@@ -79,6 +79,21 @@ TEST(OpErrors, NnOps) {
   expect_error([] { zeros({2, 3}).at({0, 3}); }, {"at", "index 3", "[2,3]"});
 }
 
+TEST(OpErrors, MultiHeadAttention) {
+  const char* op = "multi_head_attention";
+  expect_error([] { multi_head_attention(zeros({2, 12}), 2, 0.5, true); }, {"multi_head_attention", "[2,12]", "(B, T, 3C)"});
+  expect_error([] { multi_head_attention(zeros({1, 2, 3, 12}), 2, 0.5, true); }, {op, "[1,2,3,12]"});
+  expect_error([] { multi_head_attention(zeros({2, 3, 10}), 2, 0.5, true); }, {op, "[2,3,10]", "n_head 2"});
+  expect_error([] { multi_head_attention(zeros({2, 3, 12}), 5, 0.5, true); }, {op, "[2,3,12]", "n_head 5"});
+  expect_error([] { multi_head_attention(zeros({2, 3, 12}), 0, 0.5, true); }, {op, "n_head 0"});
+  expect_error([] { multi_head_attention(Tensor(), 2, 0.5, true); }, {op, "undefined"});
+  Generator g(1);
+  expect_error([&] { multi_head_attention(zeros({2, 3, 12}), 2, 0.5, true, 1.0, true, &g); }, {op, "dropout_p", "[0, 1)"});
+  expect_error([&] { multi_head_attention(zeros({2, 3, 12}), 2, 0.5, true, -0.1, true, &g); }, {op, "dropout_p"});
+  expect_error([&] { multi_head_attention(zeros({2, 3, 12}), 2, 0.5, true, std::nan(""), false, &g); }, {op, "dropout_p"});
+  expect_error([] { multi_head_attention(zeros({2, 3, 12}), 2, 0.5, true, 0.1, true, nullptr); }, {op, "generator"});
+}
+
 TEST(OpSemantics, FullyMaskedSoftmaxRowIsZerosNotNaN) {
   const double inf = std::numeric_limits<double>::infinity();
   Tensor x = from_vector(std::vector<double>{-inf, -inf, -inf, 1.0, 2.0, -inf}, {2, 3});
