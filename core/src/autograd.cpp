@@ -147,9 +147,12 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
     Node* node = impl->grad_fn.get();
     if (!node) {  // a leaf: accumulate into .grad()
       Tensor acc = gout.contiguous();
+      gout = Tensor();
       if (!impl->grad) {
-        // Own the buffer: gout may share storage with another tensor's gradient.
-        impl->grad = (acc.impl()->storage.use_count() == 1 ? acc : acc.clone()).impl_ptr();
+        // Own the buffer: the gradient may be shared with another tensor's gradient (add's backward hands
+        // the same tensor to both inputs), with the caller's upstream tensor, or share storage with a view.
+        const bool ours_alone = acc.impl_ptr().use_count() == 1 && acc.impl()->storage.use_count() == 1;
+        impl->grad = (ours_alone ? acc : acc.clone()).impl_ptr();
       } else {
         Tensor sum(impl->grad);
         impl->grad.reset();  // so that add_in_place can see whether anyone else holds the gradient

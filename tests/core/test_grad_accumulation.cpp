@@ -88,14 +88,8 @@ TEST(GradAccumulation, AddOfTwoDistinctLeaves) {
 // by the parameter"): two leaves must never share one, and a leaf's gradient must not be the tensor the
 // caller passed to backward.
 TEST(GradAccumulation, LeavesNeverShareAGradientBuffer) {
-  // BUG (reported 2026-11-23, core/src/autograd.cpp, leaf branch of Tensor::backward): a leaf's first
-  // gradient is kept without a copy when its *storage* has one owner (`acc.impl()->storage.use_count()
-  // == 1`), but the TensorImpl itself may be shared: add's backward returns the one upstream tensor for
-  // both inputs, so after (a + b).backward(upstream) a.grad(), b.grad() and the caller's `upstream` are
-  // one buffer (same data pointer). Scaling a.grad() in place (as clip_grad_norm does) then also scales
-  // b.grad() and `upstream`: measured b.grad()[0] = 5 instead of 0.5 below. Skipped so CI stays green;
-  // remove the skip when fixed (e.g. also require acc.impl_ptr().use_count() to be ours alone).
-  GTEST_SKIP() << "leaf gradients alias each other and the upstream tensor after (a + b).backward(upstream)";
+  // add's backward hands one tensor to both inputs, and here that tensor is the caller's `upstream`: the
+  // engine must copy it for each leaf (this once left a.grad(), b.grad() and upstream as one buffer).
   Tensor a = leaf({1.0, 2.0}, {2}), b = leaf({3.0, 4.0}, {2});
   Tensor upstream = from_vector(std::vector<double>{0.5, -1.5}, {2});
   (a + b).backward(upstream);
