@@ -113,6 +113,41 @@ void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, 
               int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
+void blas_gemv(bool trans, int64_t rows, int64_t cols, float alpha, const float* a, int64_t lda, const float* x,
+               int64_t incx, float beta, float* y, int64_t incy) {
+  cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, int(rows), int(cols), alpha, a, int(lda), x,
+              int(incx), beta, y, int(incy));
+}
+
+void blas_gemv(bool trans, int64_t rows, int64_t cols, double alpha, const double* a, int64_t lda, const double* x,
+               int64_t incx, double beta, double* y, int64_t incy) {
+  cblas_dgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, int(rows), int(cols), alpha, a, int(lda), x,
+              int(incx), beta, y, int(incy));
+}
+
+// A product with a single row (m = 1) or column (n = 1) as a matrix-vector product: OpenBLAS's gemm
+// packs the whole matrix operand first, which for one row costs as much again as the product itself
+// (this is every Linear layer of KV-cached generation).
+template <class T>
+void vector_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+                 int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (m == 1) {
+    // c (1 x n) = a (1 x k) · op(B): c = op(B)ᵀ aᵀ. a's k elements are 1 apart, or lda apart if stored as a column.
+    const int64_t inc_a = ta ? lda : 1;
+    if (tb)  // B stored (n x k)
+      blas_gemv(false, n, k, alpha, b, ldb, a, inc_a, beta, c, 1);
+    else     // B stored (k x n)
+      blas_gemv(true, k, n, alpha, b, ldb, a, inc_a, beta, c, 1);
+    return;
+  }
+  // n == 1: c (m x 1, elements ldc apart) = op(A) · b (k x 1).
+  const int64_t inc_b = tb ? 1 : ldb;
+  if (ta)  // A stored (k x m)
+    blas_gemv(true, k, m, alpha, a, lda, b, inc_b, beta, c, ldc);
+  else     // A stored (m x k)
+    blas_gemv(false, m, k, alpha, a, lda, b, inc_b, beta, c, ldc);
+}
+
 // One GEMM split over the OpenMP threads along the longer side of C: each thread computes a block of
 // rows (or columns) of C with single-threaded BLAS. Each element of C is still one BLAS dot product over
 // all of k, so the split does not change how it is summed.
@@ -120,6 +155,7 @@ template <class T>
 void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
                 int64_t ldb, T beta, T* c, int64_t ldc) {
   blas_single_threaded();
+  if (m == 1 || n == 1) return vector_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   const int64_t line_length = m >= n ? n : m;  // a row of C when splitting rows, else a column
   const double flops_per_line = 2.0 * static_cast<double>(line_length) * static_cast<double>(k);
   const auto min_lines = static_cast<int64_t>(kMinFlopsPerThread / std::max(flops_per_line, 1.0)) + 1;
