@@ -81,26 +81,30 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
       T* dp = dx.data<T>();
       // dx row by row, rows split over threads.
       parallel_for(rows, kRowsPerThread, [&](int64_t r0, int64_t r1) {
+        // xhat and dxhat = g·w of one row, in double, each computed once and read by two plain loops.
+        std::vector<double> xhat(static_cast<std::size_t>(width)), dxhat(static_cast<std::size_t>(width));
+        double* xh = xhat.data();
+        double* dh = dxhat.data();
         for (int64_t r = r0; r < r1; ++r) {
           const T* xr = xp + r * width;
           const T* gr = gp + r * width;
           const double m = (*mean)[r], s = (*rstd)[r];
-          // dx = rstd · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat)), dxhat = g · w
+          for (int64_t c = 0; c < width; ++c) {
+            xh[c] = (xr[c] - m) * s;
+            dh[c] = static_cast<double>(gr[c]) * wp[c];
+          }
+          // dx = rstd · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat))
           double mean_dxhat = 0, mean_dxhat_xhat = 0;
 #pragma omp simd reduction(+ : mean_dxhat, mean_dxhat_xhat)
           for (int64_t c = 0; c < width; ++c) {
-            const double xhat = (xr[c] - m) * s;
-            const double dxhat = gr[c] * static_cast<double>(wp[c]);
-            mean_dxhat += dxhat;
-            mean_dxhat_xhat += dxhat * xhat;
+            mean_dxhat += dh[c];
+            mean_dxhat_xhat += dh[c] * xh[c];
           }
           mean_dxhat /= static_cast<double>(width);
           mean_dxhat_xhat /= static_cast<double>(width);
-          for (int64_t c = 0; c < width; ++c) {
-            const double xhat = (xr[c] - m) * s;
-            const double dxhat = gr[c] * static_cast<double>(wp[c]);
-            dp[r * width + c] = static_cast<T>(s * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat));
-          }
+          T* dr = dp + r * width;
+          for (int64_t c = 0; c < width; ++c)
+            dr[c] = static_cast<T>(s * (dh[c] - mean_dxhat - xh[c] * mean_dxhat_xhat));
         }
       });
       // dw, db: sums over rows, columns split over threads, so every column is summed in the same row
