@@ -89,25 +89,50 @@ void draw_masks(T* mask, int64_t count, double p, Generator& gen) {
   for (int64_t j = 0; j < count; ++j) mask[j] = gen.uniform() >= p ? keep_scale : T(0);
 }
 
+// Causal attention is computed in blocks of query rows: a block's queries see at most the keys up to its
+// last row, so the products skip the masked upper triangle (about 40% of attention's GEMM work at T = 256).
+constexpr int64_t kQueryBlock = 64;
+
+// Keys visible to query rows [i0, i0 + rows): all of them without a causal mask.
+int64_t visible_keys(const Geometry& g, int64_t i0, int64_t rows) {
+  return g.causal ? std::clamp<int64_t>(i0 + rows + (g.tk - g.tq), 0, g.tk) : g.tk;
+}
+
 template <class T>
 void forward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int64_t ldk, const T* v, int64_t ldv,
                    T* P, const T* M, T* dropped, T* out, int64_t ldo) {
   const int64_t offset = g.tk - g.tq;  // query i sits at key position i + offset
-  gemm(false, true, g.tq, g.tk, g.d, static_cast<T>(g.scale), q, ldq, k, ldk, T(0), P, g.tk);
-  for (int64_t i = 0; i < g.tq; ++i) {
-    // Causal: only the first `visible` keys take part; the masked rest get weight exactly 0 without
-    // spending an exp on them. A row with no visible key is all zeros (softmax_lane's masked-lane rule).
-    T* row = P + i * g.tk;
-    const int64_t visible = g.causal ? std::clamp<int64_t>(i + offset + 1, 0, g.tk) : g.tk;
-    softmax_lane(row, row, visible, 1, /*log_output=*/false);
-    std::fill(row + visible, row + g.tk, T(0));
+  const int64_t block = g.causal ? kQueryBlock : g.tq;
+  for (int64_t i0 = 0; i0 < g.tq; i0 += block) {
+    const int64_t rows = std::min(block, g.tq - i0), keys = visible_keys(g, i0, rows);
+    T* Pb = P + i0 * g.tk;
+    T* ob = out + i0 * ldo;
+    if (keys == 0) {  // no visible key at all: zero weights, zero output
+      std::fill(Pb, Pb + rows * g.tk, T(0));
+      for (int64_t i = 0; i < rows; ++i) std::fill(ob + i * ldo, ob + i * ldo + g.dv, T(0));
+      continue;
+    }
+    gemm(false, true, rows, keys, g.d, static_cast<T>(g.scale), q + i0 * ldq, ldq, k, ldk, T(0), Pb, g.tk);
+    for (int64_t i = i0; i < i0 + rows; ++i) {
+      // Causal: only the first `visible` keys take part; the masked rest get weight exactly 0 without
+      // spending an exp on them. A row with no visible key is all zeros (softmax_lane's masked-lane rule).
+      T* row = P + i * g.tk;
+      const int64_t visible = g.causal ? std::clamp<int64_t>(i + offset + 1, 0, g.tk) : g.tk;
+      softmax_lane(row, row, visible, 1, /*log_output=*/false);
+      std::fill(row + visible, row + g.tk, T(0));
+    }
+    const T* weights = Pb;
+    if (M) {
+      for (int64_t j = i0 * g.tk; j < (i0 + rows) * g.tk; ++j) dropped[j] = P[j] * M[j];
+      weights = dropped + i0 * g.tk;
+    }
+    gemm(false, false, rows, g.dv, keys, T(1), weights, g.tk, v, ldv, T(0), ob, ldo);
   }
-  const T* weights = P;
-  if (M) {
-    for (int64_t j = 0; j < g.tq * g.tk; ++j) dropped[j] = P[j] * M[j];
-    weights = dropped;
-  }
-  gemm(false, false, g.tq, g.dv, g.tk, T(1), weights, g.tk, v, ldv, T(0), out, ldo);
+}
+
+template <class T>
+void zero_rows(T* a, int64_t rows, int64_t cols, int64_t ld) {
+  for (int64_t i = 0; i < rows; ++i) std::fill(a + i * ld, a + i * ld + cols, T(0));
 }
 
 template <class T>
@@ -119,17 +144,30 @@ void backward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int6
     for (int64_t j = 0; j < g.tq * g.tk; ++j) dropped[j] = P[j] * M[j];
     weights = dropped;
   }
-  gemm(true, false, g.tk, g.dv, g.tq, T(1), weights, g.tk, G, ldg, T(0), dv, lddv);  // dV = P'ᵀ dO
-  gemm(false, true, g.tq, g.tk, g.dv, T(1), G, ldg, v, ldv, T(0), dP, g.tk);          // dP' = dO Vᵀ
-  for (int64_t i = 0; i < g.tq; ++i) {
-    T* dpr = dP + i * g.tk;
-    if (M)
-      for (int64_t j = 0; j < g.tk; ++j) dpr[j] *= M[i * g.tk + j];
-    softmax_lane_backward(dpr, P + i * g.tk, dpr, g.tk, 1, /*log_output=*/false);  // now dS
-  }
   const T scale = static_cast<T>(g.scale);
-  gemm(false, false, g.tq, g.d, g.tk, scale, dP, g.tk, k, ldk, T(0), dq, lddq);  // dQ = scale · dS K
-  gemm(true, false, g.tk, g.d, g.tq, scale, dP, g.tk, q, ldq, T(0), dk, lddk);   // dK = scale · dSᵀ Q
+  const int64_t block = g.causal ? kQueryBlock : g.tq;
+  // dK and dV collect a contribution from every query block that sees a key.
+  zero_rows(dk, g.tk, g.d, lddk);
+  zero_rows(dv, g.tk, g.dv, lddv);
+  for (int64_t i0 = 0; i0 < g.tq; i0 += block) {
+    const int64_t rows = std::min(block, g.tq - i0), keys = visible_keys(g, i0, rows);
+    if (keys == 0) {
+      zero_rows(dq + i0 * lddq, rows, g.d, lddq);
+      continue;
+    }
+    const T* Gb = G + i0 * ldg;
+    T* dPb = dP + i0 * g.tk;
+    gemm(true, false, keys, g.dv, rows, T(1), weights + i0 * g.tk, g.tk, Gb, ldg, T(1), dv, lddv);  // dV += P'ᵀ dO
+    gemm(false, true, rows, keys, g.dv, T(1), Gb, ldg, v, ldv, T(0), dPb, g.tk);                    // dP' = dO Vᵀ
+    for (int64_t i = i0; i < i0 + rows; ++i) {
+      T* dpr = dP + i * g.tk;
+      if (M)
+        for (int64_t j = 0; j < keys; ++j) dpr[j] *= M[i * g.tk + j];
+      softmax_lane_backward(dpr, P + i * g.tk, dpr, keys, 1, /*log_output=*/false);  // now dS
+    }
+    gemm(false, false, rows, g.d, keys, scale, dPb, g.tk, k, ldk, T(0), dq + i0 * lddq, lddq);  // dQ = scale · dS K
+    gemm(true, false, keys, g.d, rows, scale, dPb, g.tk, q + i0 * ldq, ldq, T(1), dk, lddk);     // dK += scale · dSᵀ Q
+  }
 }
 
 // Runs body(slice, scratch...) for every slice, slices split over the threads.
