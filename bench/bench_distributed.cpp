@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   nn::GPTConfig c;
   int64_t batch = 0, steps = 20, warmup = 3, bucket_kib = 1024;
   int threads = 0;
-  bool overlap = true;
+  bool overlap = GradientAveragerOptions{}.overlap;
   CLI::App app{"Time data-parallel GPT training steps and their gradient all-reduce"};
   app.add_option("--config", config, "nano (4x128, T 64, B 12) or small (6x384, T 256, B 8)")->check(CLI::IsMember({"nano", "small"}));
   app.add_option("--batch_size", batch, "global batch, split across ranks (default: the config's)");

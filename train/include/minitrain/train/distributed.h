@@ -85,7 +85,7 @@ struct GradientAveragerOptions {
   std::size_t bucket_bytes = std::size_t{1} << 20;  // flat buckets of about this size
   // false: one blocking all-reduce per bucket, in turn. true: start every bucket's non-blocking
   // all-reduce as soon as it is packed and unpack each as it completes. Measured on one machine with
-  // shared memory (docs/distributed.md), the blocking form is faster (30 vs 48 ms for 41 MiB): with every
+  // shared memory (docs/distributed.md), the blocking form is faster (29 vs 49 ms for 41 MiB): with every
   // core computing, nothing progresses a non-blocking all-reduce in the background.
   bool overlap = false;
 };
