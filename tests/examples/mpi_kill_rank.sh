@@ -13,9 +13,10 @@ job=$!
 fail() { echo "FAIL: $*"; echo "--- job output (last 30 lines):"; tail -30 "$log"; kill -9 "$job" 2>/dev/null; exit 1; }
 
 ranks() {  # this job's train_gpt processes and their ranks (from the environment mpirun gives them)
-  for p in $(pgrep -f -- "--out_dir $out"); do
-    r=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
-    [ -n "$r" ] && echo "$p $r"
+  for dir in /proc/[0-9]*; do
+    tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -qF -- "--out_dir $out " || continue
+    r=$(tr '\0' '\n' <"$dir/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+    [ -n "$r" ] && echo "${dir#/proc/} $r"
   done
 }
 for _ in $(seq 600); do [ -f "$out/ckpt.safetensors" ] && break; sleep 0.1; done
