@@ -37,11 +37,12 @@ inline float exp(float x) {
   p = p * r + 5.0000001201e-1f;
   const float er = p * r * r + r + 1.0f;
   // 2^n built in the exponent field; n is read from the low mantissa bits of `shifted`, which avoids a
-  // float-to-int conversion (undefined behaviour for NaN).
-  int32_t shifted_bits;
+  // float-to-int conversion (undefined behaviour for NaN). Unsigned arithmetic: for inf/NaN inputs the
+  // bits are garbage (the result is replaced below), and must not overflow a signed int on the way.
+  uint32_t shifted_bits;
   std::memcpy(&shifted_bits, &shifted, sizeof shifted_bits);
-  const int32_t n_int = shifted_bits - 0x4B400000;
-  const int32_t scale_bits = (n_int + 127) << 23;
+  const uint32_t n_biased = shifted_bits - 0x4B400000u + 127u;
+  const uint32_t scale_bits = n_biased << 23;
   float scale;
   std::memcpy(&scale, &scale_bits, sizeof scale);
   const float y = er * scale;
