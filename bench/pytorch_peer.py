@@ -25,8 +25,8 @@ CONFIGS = {  # n_layer, n_head, n_embd, block_size, batch_size (vocab 65, no bia
     "nano": (4, 4, 128, 64, 12),
     "small": (6, 6, 384, 256, 8),
 }
-# (torch intra-op threads, BLAS threads, OMP_WAIT_POLICY)
-TORCH_SETTINGS = [(1, 1, "PASSIVE"), (1, 2, "PASSIVE"), (2, 2, "PASSIVE")]
+# (torch intra-op threads, BLAS threads, OMP_WAIT_POLICY; "default" leaves it unset)
+TORCH_SETTINGS = [(1, 1, "PASSIVE"), (1, 2, "PASSIVE"), (2, 2, "PASSIVE"), (2, 2, "default")]
 
 
 def torch_worker(config, steps, warmup):
@@ -124,7 +124,10 @@ def compare_generation(args, pythons):
 
 def run_torch(python, config, steps, warmup, torch_threads, blas_threads, wait):
     env = dict(os.environ, OMP_NUM_THREADS=str(torch_threads), OPENBLAS_NUM_THREADS=str(blas_threads),
-               OMP_WAIT_POLICY=wait, MKL_NUM_THREADS=str(blas_threads))
+               MKL_NUM_THREADS=str(blas_threads))
+    env.pop("OMP_WAIT_POLICY", None)
+    if wait != "default":
+        env["OMP_WAIT_POLICY"] = wait
     code = ("import sys; sys.path.insert(0, %r); import pytorch_peer as p; import torch; "
             "torch.set_num_threads(%d); p.torch_worker(%r, %d, %d)"
             % (os.path.dirname(os.path.abspath(__file__)), torch_threads, config, steps, warmup))
