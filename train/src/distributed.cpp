@@ -141,6 +141,14 @@ void Communicator::abort(int code) const {
   std::exit(code);
 }
 
+void Communicator::all_reduce_sum(void* data, int64_t count, DType dtype) const {
+#ifdef MINITRAIN_WITH_MPI
+  if (impl_) MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(count), mpi_type(dtype), MPI_SUM, impl_->comm);
+#else
+  (void)data, (void)count, (void)dtype;
+#endif
+}
+
 int Communicator::start_all_reduce_sum(void* data, int64_t count, DType dtype) const {
 #ifdef MINITRAIN_WITH_MPI
   if (impl_) {
@@ -288,11 +296,13 @@ bool GradientAverager::average() {
   for (std::size_t k = 0; k < buckets_.size(); ++k) {
     Bucket& b = buckets_[k];
     finite &= pack(b);
-    tickets[k] = comm_.start_all_reduce_sum(b.buffer.data(), b.numel, b.dtype);
     if (options_.overlap) {
+      tickets[k] = comm_.start_all_reduce_sum(b.buffer.data(), b.numel, b.dtype);
       comm_.test_all();  // progress while the next bucket is packed
     } else {
-      wait_for(k);
+      const auto t = Clock::now();
+      comm_.all_reduce_sum(b.buffer.data(), b.numel, b.dtype);
+      waited += seconds_since(t);
       unpack(b);
     }
     stats_.bytes += static_cast<int64_t>(b.buffer.size());

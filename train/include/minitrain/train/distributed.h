@@ -59,7 +59,9 @@ class Communicator {
   // process just exits with `code`.
   [[noreturn]] void abort(int code) const;
 
-  // Low-level non-blocking in-place sum of a flat float32/float64 buffer; wait() before touching it.
+  // Low-level in-place sum of a flat float32/float64 buffer across ranks (MPI_Allreduce).
+  void all_reduce_sum(void* data, int64_t count, DType dtype) const;
+  // Its non-blocking form (MPI_Iallreduce); wait() before touching the buffer.
   // Returns a ticket; tickets of one communicator are waited for in any order.
   int start_all_reduce_sum(void* data, int64_t count, DType dtype) const;
   void wait(int ticket) const;
@@ -78,15 +80,15 @@ struct AllReduceStats {
   int64_t buckets = 0;      // all-reduce operations started
   int64_t bytes = 0;        // gradient bytes reduced per rank
   double seconds = 0;       // inside average(): packing, all-reduce, unpacking
-  double wait_seconds = 0;  // of which waiting for all-reduces to finish
+  double wait_seconds = 0;  // of which in MPI_Allreduce, or in MPI_Wait with overlap
 };
 
 struct GradientAveragerOptions {
   std::size_t bucket_bytes = std::size_t{1} << 20;  // flat buckets of about this size
-  // false: one blocking all-reduce per bucket, in turn. true: start every bucket's non-blocking
-  // all-reduce as soon as it is packed and unpack each as it completes. Measured on one machine with
-  // shared memory (docs/distributed.md), the blocking form is faster (29 vs 49 ms for 41 MiB): with every
-  // core computing, nothing progresses a non-blocking all-reduce in the background.
+  // false: one blocking all-reduce (MPI_Allreduce) per bucket, in turn. true: start every bucket's
+  // non-blocking all-reduce (MPI_Iallreduce) as soon as it is packed and unpack each as it completes.
+  // Measured on one machine with shared memory (docs/distributed.md), the blocking form is faster: with
+  // every core computing, nothing progresses a non-blocking all-reduce in the background.
   bool overlap = false;
 };
 
