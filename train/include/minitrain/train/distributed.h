@@ -11,7 +11,7 @@
 //   for (...) {
 //     Indices x = shard_rows(global_x, comm), y = shard_rows(global_y, comm);  // this rank's rows
 //     model.loss(x, y).backward();
-//     averager.average();                               // flat buckets, non-blocking all-reduce
+//     averager.average();                               // one all-reduce per flat bucket
 //     optimizer.step();                                 // identical on every rank
 //   }
 #pragma once
