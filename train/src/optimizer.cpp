@@ -61,14 +61,17 @@ void AdamW::step() {
       T* v = exp_avg_sq_[i].data<T>();
       // Everything the loop reads from members is copied to locals first: the compiler cannot prove the
       // stores to w, m, v leave options_ unchanged, and would not vectorise the loop otherwise.
+      // The update runs in the parameter's own precision, as PyTorch's does (float32 math is twice as wide
+      // per vector as double, and the step is memory-bound anyway); the per-step scalars come from double.
       const T b1 = static_cast<T>(options_.beta1), b2 = static_cast<T>(options_.beta2);
-      const double eps = options_.eps;
+      const T eps = static_cast<T>(options_.eps), decay_t = static_cast<T>(decay);
+      const T step_t = static_cast<T>(step_size), inv_sqrt_bc2_t = static_cast<T>(inv_sqrt_bc2);
 #pragma omp parallel for schedule(static) if (n >= 64 * 1024)
       for (int64_t j = 0; j < n; ++j) {
         m[j] = b1 * m[j] + (1 - b1) * g[j];
         v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j];
-        const double denom = std::sqrt(static_cast<double>(v[j])) * inv_sqrt_bc2 + eps;
-        w[j] = static_cast<T>(w[j] * decay - step_size * m[j] / denom);
+        const T denom = std::sqrt(v[j]) * inv_sqrt_bc2_t + eps;
+        w[j] = w[j] * decay_t - step_t * m[j] / denom;
       }
     });
   }
