@@ -15,7 +15,8 @@ void blas_single_threaded();
 
 // Calls body(begin, end) on disjoint chunks covering [0, n), in parallel when there are at least
 // `min_per_thread` items for each of two or more threads and we are not already inside a parallel
-// region. `align` rounds chunk boundaries (e.g. to GEMM micro-tiles).
+// region. `align` rounds chunk boundaries (e.g. to GEMM micro-tiles). body must not throw: an exception
+// cannot leave an OpenMP region (check arguments before calling).
 template <class Body>
 void parallel_for(int64_t n, int64_t min_per_thread, Body body, int64_t align = 1) {
   const int64_t max_threads = omp_get_max_threads();
