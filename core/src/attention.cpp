@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 namespace minitrain {
 
@@ -175,8 +176,8 @@ template <class T, class Body>
 void for_each_slice(const Geometry& g, int64_t scratch_per_thread, Body body) {
   const int64_t min_slices = std::max<int64_t>(1, 1'000'000 / std::max<int64_t>(g.flops_per_slice(), 1));
   parallel_for(g.slices, min_slices, [&](int64_t s0, int64_t s1) {
-    std::vector<T> scratch(static_cast<std::size_t>(scratch_per_thread));
-    for (int64_t s = s0; s < s1; ++s) body(s, scratch.data());
+    std::unique_ptr<T[]> scratch(new T[static_cast<std::size_t>(scratch_per_thread)]);  // uninitialised
+    for (int64_t s = s0; s < s1; ++s) body(s, scratch.get());
   });
 }
 
