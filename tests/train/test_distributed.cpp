@@ -11,64 +11,34 @@
 #include <minitrain/train/distributed.h>
 #include <minitrain/train/trainer.h>
 
+#include "training_fixtures.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
-#include <sstream>
 #include <unistd.h>
 
 using namespace minitrain;
 using namespace minitrain::train;
+using namespace minitrain::train::testing;
 namespace fs = std::filesystem;
 
 namespace {
 
-const data::TextDataset& corpus() {
-  static const data::TextDataset ds = [] {
-    std::ifstream in(MINITRAIN_TOY_CORPUS);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return data::TextDataset::from_text(ss.str().substr(0, 200000));
-  }();
-  return ds;
-}
 
-nn::GPTConfig tiny_config() {
-  nn::GPTConfig c;
-  c.block_size = 32;
-  c.vocab_size = corpus().vocab_size();
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 32;
-  c.bias = false;
-  return c;
-}
+nn::GPTConfig tiny_config() { return small_config(corpus().vocab_size()); }
 
 constexpr int64_t kGlobalBatch = 8;
 
-BatchSource global_batches() {
-  return [](bool train_split, Generator& gen) {
-    data::Batch b = corpus().get_batch(train_split ? data::Split::Train : data::Split::Val, kGlobalBatch, 32, gen);
-    return TokenBatch{b.x, b.y};
-  };
-}
+BatchSource global_batches() { return corpus_batches(kGlobalBatch, 32); }
 
 TrainOptions options(const fs::path& dir, int64_t iters, Communicator* comm) {
-  TrainOptions o;
-  o.max_iters = iters;
+  TrainOptions o = quick_options(dir.string(), iters);
   o.lr_decay_iters = 20;  // the same schedule for interrupted and whole runs
-  o.warmup_iters = 5;
-  o.eval_interval = 10;
-  o.eval_iters = 2;
-  o.log_interval = 1000;
-  o.learning_rate = 3e-3;
-  o.out_dir = dir.string();
-  o.progress = false;
   o.communicator = comm;
   return o;
 }

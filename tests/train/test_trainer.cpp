@@ -8,60 +8,19 @@
 #include <minitrain/train/checkpoint.h>
 #include <minitrain/train/trainer.h>
 
+#include "training_fixtures.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 using namespace minitrain;
 using namespace minitrain::train;
+using namespace minitrain::train::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-const data::TextDataset& corpus() {
-  static const data::TextDataset ds = [] {
-    std::ifstream in(MINITRAIN_TOY_CORPUS);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return data::TextDataset::from_text(ss.str().substr(0, 200000));
-  }();
-  return ds;
-}
-
-nn::GPTConfig small_config(int64_t vocab) {
-  nn::GPTConfig c;
-  c.block_size = 32;
-  c.vocab_size = vocab;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 32;
-  c.bias = false;
-  return c;
-}
-
-BatchSource corpus_batches(int64_t batch, int64_t block) {
-  return [batch, block](bool train_split, Generator& gen) {
-    data::Batch b = corpus().get_batch(train_split ? data::Split::Train : data::Split::Val, batch, block, gen);
-    return TokenBatch{b.x, b.y};
-  };
-}
-
-TrainOptions quick_options(const std::string& out_dir, int64_t iters) {
-  TrainOptions o;
-  o.max_iters = iters;
-  o.lr_decay_iters = iters;
-  o.warmup_iters = 5;
-  o.eval_interval = 10;
-  o.eval_iters = 2;
-  o.log_interval = 1000;
-  o.learning_rate = 3e-3;
-  o.out_dir = out_dir;
-  o.progress = false;
-  return o;
-}
 
 fs::path scratch(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / ("minitrain_trainer_" + name + "_" + std::to_string(::getpid()));
