@@ -99,10 +99,6 @@ Tensor matmul_forward(Tensor a, Tensor b) {
   return out;
 }
 
-}  // namespace
-
-namespace {
-
 void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
@@ -133,6 +129,12 @@ void blas_gemv(bool trans, int64_t rows, int64_t cols, double alpha, const doubl
 template <class T>
 void vector_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
                  int64_t ldb, T beta, T* c, int64_t ldc) {
+  if (beta == T(0)) {
+    // c may be uninitialised (a recycled buffer): gemv scales it by beta first, and whether 0 times a NaN
+    // left there gives 0 is up to the BLAS's scal kernel. Zeroing the one row or column is cheap.
+    const int64_t count = m == 1 ? n : m, step = m == 1 ? 1 : ldc;
+    for (int64_t i = 0; i < count; ++i) c[i * step] = T(0);
+  }
   if (m == 1) {
     // c (1 x n) = a (1 x k) · op(B): c = op(B)ᵀ aᵀ. a's k elements are 1 apart, or lda apart if stored as a column.
     const int64_t inc_a = ta ? lda : 1;
