@@ -14,6 +14,8 @@
 #include <minitrain/train/distributed.h>
 #include <minitrain/train/optimizer.h>
 
+#include "bench_configs.h"
+
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -43,12 +45,11 @@ double max_over_ranks(const Communicator& comm, double v) {
 
 int main(int argc, char** argv) {
   std::string config = "nano";
-  nn::GPTConfig c;
   int64_t batch = 0, steps = 20, warmup = 3, bucket_kib = 1024;
   int threads = 0;
   bool overlap = GradientAveragerOptions{}.overlap;
   CLI::App app{"Time data-parallel GPT training steps and their gradient all-reduce"};
-  app.add_option("--config", config, "nano (4x128, T 64, B 12) or small (6x384, T 256, B 8)")->check(CLI::IsMember({"nano", "small"}));
+  app.add_option("--config", config, bench::kConfigHelp)->check(CLI::IsMember({"nano", "small"}));
   app.add_option("--batch_size", batch, "global batch, split across ranks (default: the config's)");
   app.add_option("--steps", steps, "timed steps (median reported)")->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
@@ -58,15 +59,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   Communicator& comm = Communicator::world();
-  const bool small = config == "small";
-  c.n_layer = small ? 6 : 4;
-  c.n_head = small ? 6 : 4;
-  c.n_embd = small ? 384 : 128;
-  c.block_size = small ? 256 : 64;
-  c.vocab_size = 65;  // as bench_train
-  c.bias = false;
-  c.dropout = 0;
-  if (batch == 0) batch = small ? 8 : 12;
+  const bench::BenchConfig named = bench::bench_config(config);
+  const nn::GPTConfig c = named.model;
+  if (batch == 0) batch = named.batch_size;
   if (batch % comm.size() != 0) {
     if (comm.is_root()) std::fprintf(stderr, "--batch_size %lld is not divisible by %d ranks\n", (long long)batch, comm.size());
     return 1;

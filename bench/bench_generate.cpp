@@ -5,6 +5,8 @@
 #include <minitrain/nn/gpt.h>
 #include <minitrain/nn/init.h>
 
+#include "bench_configs.h"
+
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -38,24 +40,15 @@ std::vector<int64_t> generate_by_recomputing(nn::GPT& model, std::vector<int64_t
 
 int main(int argc, char** argv) {
   std::string config = "small";
-  nn::GPTConfig c;
   int threads = 1;
   CLI::App app{"Time token generation with and without the KV cache"};
-  app.add_option("--config", config, "nano (4x128, block 64) or small (6x384, block 256)")
-      ->check(CLI::IsMember({"nano", "small"}));
+  app.add_option("--config", config, bench::kConfigHelp)->check(CLI::IsMember({"nano", "small"}));
   app.add_option("--threads", threads)->check(CLI::PositiveNumber);
   int repeats = 1;
   app.add_option("--repeats", repeats, "cached generations to time (the median is reported; more for profiling)")
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
-  const bool small = config == "small";
-  c.n_layer = small ? 6 : 4;
-  c.n_head = small ? 6 : 4;
-  c.n_embd = small ? 384 : 128;
-  c.block_size = small ? 256 : 64;
-  c.vocab_size = 65;
-  c.bias = false;
-  c.dropout = 0.0;
+  const nn::GPTConfig c = bench::bench_config(config).model;
   set_num_threads(threads);
   nn::manual_seed(0);
   nn::GPT model(c);

@@ -8,6 +8,8 @@
 #include <minitrain/nn/gpt.h>
 #include <minitrain/train/optimizer.h>
 
+#include "bench_configs.h"
+
 #include <CLI/CLI.hpp>
 #include <cblas.h>
 #include <sys/resource.h>
@@ -67,7 +69,7 @@ int main(int argc, char** argv) {
   int threads = 1;
   bool profile = true;
   CLI::App app{"Time GPT training steps"};
-  app.add_option("--config", config, "nano (4x128, T 64, B 12) or small (6x384, T 256, B 8)")->check(CLI::IsMember({"nano", "small"}));
+  app.add_option("--config", config, bench::kConfigHelp)->check(CLI::IsMember({"nano", "small"}));
   app.add_option("--n_layer", c.n_layer);
   app.add_option("--n_head", c.n_head);
   app.add_option("--n_embd", c.n_embd);
@@ -78,18 +80,18 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads)->check(CLI::PositiveNumber);
   app.add_option("--profile", profile, "per-op breakdown (adds a little overhead)");
   app.parse_complete_callback([&] {
-    // Named configs fill in what the flags did not set.
-    const bool small = config == "small";
-    if (app.count("--n_layer") == 0) c.n_layer = small ? 6 : 4;
-    if (app.count("--n_head") == 0) c.n_head = small ? 6 : 4;
-    if (app.count("--n_embd") == 0) c.n_embd = small ? 384 : 128;
-    if (app.count("--block_size") == 0) c.block_size = small ? 256 : 64;
-    if (app.count("--batch_size") == 0) batch = small ? 8 : 12;
+    // The named config fills in what the flags did not set.
+    const bench::BenchConfig named = bench::bench_config(config);
+    if (app.count("--n_layer") == 0) c.n_layer = named.model.n_layer;
+    if (app.count("--n_head") == 0) c.n_head = named.model.n_head;
+    if (app.count("--n_embd") == 0) c.n_embd = named.model.n_embd;
+    if (app.count("--block_size") == 0) c.block_size = named.model.block_size;
+    if (app.count("--batch_size") == 0) batch = named.batch_size;
+    c.vocab_size = named.model.vocab_size;
+    c.bias = named.model.bias;
+    c.dropout = named.model.dropout;
   });
   CLI11_PARSE(app, argc, argv);
-  c.vocab_size = 65;  // shakespeare_char's vocabulary, as in the PyTorch runs
-  c.bias = false;
-  c.dropout = 0.0;
   set_num_threads(threads);
 
   nn::GPT model(c);
