@@ -9,10 +9,10 @@
 
 #include "fast_math.h"
 #include "parallel.h"
+#include "softmax_kernels.h"
 #include "tensor_impl.h"
 
 #include <cmath>
-#include <limits>
 
 namespace minitrain {
 
@@ -22,13 +22,8 @@ constexpr int64_t kRowsPerThread = 128;
 
 template <class T>
 double row_logsumexp(const T* x, int64_t n) {
-  T mx = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : mx)
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-  double total = 0;  // exps in T (vectorised for float32), summed in double
-#pragma omp simd reduction(+ : total)
-  for (int64_t i = 0; i < n; ++i) total += fast::exp(x[i] - mx);
-  return mx + std::log(total);
+  const T mx = lane_max(x, n, 1);
+  return mx + std::log(lane_sum_exp(x, n, 1, mx));
 }
 }  // namespace
 

@@ -12,25 +12,39 @@
 
 namespace minitrain {
 
+// The largest element of a lane (-inf for an empty or fully masked one).
 template <class T>
-void softmax_lane(const T* x, T* y, int64_t n, int64_t s, bool log_output) {
+T lane_max(const T* x, int64_t n, int64_t s) {
   T mx = -std::numeric_limits<T>::infinity();
 #pragma omp simd reduction(max : mx)
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i * s]);
+  return mx;
+}
+
+// Σ exp(x − shift) over a lane: the exps in T (vectorised for float32), the sum in double, in a fixed
+// order for a given build (`omp simd`).
+template <class T>
+double lane_sum_exp(const T* x, int64_t n, int64_t s, T shift) {
+  double total = 0;
+#pragma omp simd reduction(+ : total)
+  for (int64_t i = 0; i < n; ++i) total += fast::exp(x[i * s] - shift);
+  return total;
+}
+
+template <class T>
+void softmax_lane(const T* x, T* y, int64_t n, int64_t s, bool log_output) {
+  const T mx = lane_max(x, n, s);
   if (mx == -std::numeric_limits<T>::infinity()) {  // fully masked lane
     for (int64_t i = 0; i < n; ++i) y[i * s] = log_output ? mx : T(0);
     return;
   }
-  // One exp per element; the sums are in double and `omp simd` lets them vectorise (in a fixed order for a
-  // given build). x and y may be the same buffer.
-  double total = 0;
+  // One exp per element, sums in double. x and y may be the same buffer.
   if (log_output) {
-#pragma omp simd reduction(+ : total)
-    for (int64_t i = 0; i < n; ++i) total += fast::exp(x[i * s] - mx);
-    const T log_total = static_cast<T>(std::log(total));
+    const T log_total = static_cast<T>(std::log(lane_sum_exp(x, n, s, mx)));
     for (int64_t i = 0; i < n; ++i) y[i * s] = x[i * s] - mx - log_total;
   } else {
     for (int64_t i = 0; i < n; ++i) y[i * s] = fast::exp(x[i * s] - mx);
+    double total = 0;
 #pragma omp simd reduction(+ : total)
     for (int64_t i = 0; i < n; ++i) total += y[i * s];
     const T inv = static_cast<T>(1.0 / total);
