@@ -1,6 +1,14 @@
 // Layer normalisation over the last dim: fused forward and backward on contiguous rows.
-// Statistics are two-pass in double (mean first, then the centred sum of squares), so rows with a mean
-// of 1e4 or constant rows keep their precision.
+//
+// Precision: row statistics are two-pass sums in double (mean first, then the centred sum of squares), so
+// rows with a mean of 1e4 or constant rows keep their precision. The per-element work runs in the
+// tensor's own type (float32 vectors are twice as wide as double ones): x is centred as
+// (x − mean_hi) − mean_lo, the double mean split into two floats, which is exact to float rounding of
+// the centred value even when the mean is 1e4 times the spread.
+//
+// The weight and bias gradients are sums over rows. Each block of kRowsPerBlock rows adds up its own
+// partial sum while computing dx (x and g are read once), and the blocks' partials are then added in block
+// order: the same sums in the same order for any thread count.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 #include <minitrain/core/profiler.h>
@@ -9,11 +17,80 @@
 #include "tensor_impl.h"
 
 #include <cmath>
+#include <vector>
 
 namespace minitrain {
 
 namespace {
 constexpr int64_t kRowsPerThread = 64;
+constexpr int64_t kRowsPerBlock = 32;
+
+// A row's mean as a float pair (hi + lo == the double mean to ~2^-48 relative) and 1/std.
+template <class T>
+struct RowStats {
+  T mean_hi, mean_lo, rstd;
+};
+
+template <class T>
+RowStats<T> row_stats(double mean, double rstd) {
+  const T hi = static_cast<T>(mean);
+  return {hi, static_cast<T>(mean - static_cast<double>(hi)), static_cast<T>(rstd)};
+}
+
+template <class T>
+void layer_norm_rows(const T* xp, const T* wp, const T* bp, T* yp, double* mean, double* rstd, int64_t r0,
+                     int64_t r1, int64_t width, double eps) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* row = xp + r * width;
+    double m = 0;
+#pragma omp simd reduction(+ : m)
+    for (int64_t c = 0; c < width; ++c) m += static_cast<double>(row[c]);
+    m /= static_cast<double>(width);
+    double v = 0;
+#pragma omp simd reduction(+ : v)
+    for (int64_t c = 0; c < width; ++c) {
+      const double d = static_cast<double>(row[c]) - m;
+      v += d * d;
+    }
+    v /= static_cast<double>(width);
+    mean[r] = m;
+    rstd[r] = 1.0 / std::sqrt(v + eps);
+    const RowStats<T> st = row_stats<T>(m, rstd[r]);
+    T* out = yp + r * width;
+#pragma omp simd
+    for (int64_t c = 0; c < width; ++c) out[c] = ((row[c] - st.mean_hi) - st.mean_lo) * st.rstd * wp[c] + bp[c];
+  }
+}
+
+// dx for rows [r0, r1), and the block's partial sums of g·xhat (for dw) and g (for db), in T.
+// xhat: scratch of `width` elements.
+template <class T>
+void layer_norm_backward_rows(const T* xp, const T* gp, const T* wp, const double* mean, const double* rstd,
+                              T* dp, T* dw_part, T* db_part, T* xhat, int64_t r0, int64_t r1, int64_t width) {
+  for (int64_t c = 0; c < width; ++c) dw_part[c] = db_part[c] = T(0);
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* xr = xp + r * width;
+    const T* gr = gp + r * width;
+    const RowStats<T> st = row_stats<T>(mean[r], rstd[r]);
+    // dx = rstd · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat)), dxhat = g·w.
+    double sum_dxhat = 0, sum_dxhat_xhat = 0;
+#pragma omp simd reduction(+ : sum_dxhat, sum_dxhat_xhat)
+    for (int64_t c = 0; c < width; ++c) {
+      const T xh = ((xr[c] - st.mean_hi) - st.mean_lo) * st.rstd;
+      const T dh = gr[c] * wp[c];
+      xhat[c] = xh;
+      sum_dxhat += static_cast<double>(dh);
+      sum_dxhat_xhat += static_cast<double>(dh * xh);
+      dw_part[c] += gr[c] * xh;
+      db_part[c] += gr[c];
+    }
+    const T mean_dxhat = static_cast<T>(sum_dxhat / static_cast<double>(width));
+    const T mean_dxhat_xhat = static_cast<T>(sum_dxhat_xhat / static_cast<double>(width));
+    T* dr = dp + r * width;
+#pragma omp simd
+    for (int64_t c = 0; c < width; ++c) dr[c] = st.rstd * (gr[c] * wp[c] - mean_dxhat - xhat[c] * mean_dxhat_xhat);
+  }
+}
 }  // namespace
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
@@ -31,8 +108,9 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
   }
   if (!(eps >= 0)) throw_arg("layer_norm", "eps must be >= 0, got " + std::to_string(eps));
   Tensor x = x_in.detach().contiguous();
-  Tensor w = weight.defined() ? weight.detach().contiguous() : Tensor();
-  Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();
+  // Without a weight (bias), a row of ones (zeros) keeps the loops free of branches, so they vectorise.
+  Tensor w = weight.defined() ? weight.detach().contiguous() : ones({width}, x.dtype());
+  Tensor b = bias.defined() ? bias.detach().contiguous() : zeros({width}, x.dtype());
   const int64_t rows = width == 0 ? 0 : x.numel() / width;
   Tensor y = make_tensor(x.shape(), x.dtype());
   auto mean = std::make_shared<std::vector<double>>(rows);
@@ -40,100 +118,46 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
   dispatch(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* xp = x.data<T>();
-    const T* wp = w.defined() ? w.data<T>() : nullptr;
-    const T* bp = b.defined() ? b.data<T>() : nullptr;
+    const T* wp = w.data<T>();
+    const T* bp = b.data<T>();
     T* yp = y.data<T>();
     parallel_for(rows, kRowsPerThread, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const T* row = xp + r * width;
-        double m = 0;
-#pragma omp simd reduction(+ : m)
-        for (int64_t c = 0; c < width; ++c) m += row[c];
-        m /= static_cast<double>(width);
-        double v = 0;
-#pragma omp simd reduction(+ : v)
-        for (int64_t c = 0; c < width; ++c) v += (row[c] - m) * (row[c] - m);
-        v /= static_cast<double>(width);
-        const double s = 1.0 / std::sqrt(v + eps);
-        (*mean)[r] = m;
-        (*rstd)[r] = s;
-        T* out = yp + r * width;
-        for (int64_t c = 0; c < width; ++c) {  // centred in double: a float mean of 1e4 would be off by 1e-3
-          double o = (row[c] - m) * s;
-          if (wp) o *= wp[c];
-          if (bp) o += bp[c];
-          out[c] = static_cast<T>(o);
-        }
-      }
+      layer_norm_rows(xp, wp, bp, yp, mean->data(), rstd->data(), r0, r1, width, eps);
     });
   });
   return attach(y, "layer_norm", {x_in, weight, bias}, [x, w, mean, rstd, rows, width](const Tensor& g_in, const std::vector<Tensor>& in) {
     Tensor g = g_in.contiguous();
     Tensor dx = make_tensor(x.shape(), x.dtype());
-    std::vector<double> dw(width, 0.0), db(width, 0.0);
+    const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+    Tensor dw = make_tensor({width}, x.dtype()), db = make_tensor({width}, x.dtype());
     dispatch(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T* xp = x.data<T>();
       const T* gp = g.data<T>();
-      // Without a weight, dxhat = g: a row of ones keeps the loops below free of branches (so they vectorise).
-      std::vector<T> ones(w.defined() ? 0 : static_cast<std::size_t>(width), T(1));
-      const T* wp = w.defined() ? w.data<T>() : ones.data();
+      const T* wp = w.data<T>();
       T* dp = dx.data<T>();
-      // dx row by row, rows split over threads.
-      parallel_for(rows, kRowsPerThread, [&](int64_t r0, int64_t r1) {
-        // xhat and dxhat = g·w of one row, in double, each computed once and read by two plain loops.
-        std::vector<double> xhat(static_cast<std::size_t>(width)), dxhat(static_cast<std::size_t>(width));
-        double* xh = xhat.data();
-        double* dh = dxhat.data();
-        for (int64_t r = r0; r < r1; ++r) {
-          const T* xr = xp + r * width;
-          const T* gr = gp + r * width;
-          const double m = (*mean)[r], s = (*rstd)[r];
-          for (int64_t c = 0; c < width; ++c) {
-            xh[c] = (xr[c] - m) * s;
-            dh[c] = static_cast<double>(gr[c]) * wp[c];
-          }
-          // dx = rstd · (dxhat − mean(dxhat) − xhat · mean(dxhat · xhat))
-          double mean_dxhat = 0, mean_dxhat_xhat = 0;
-#pragma omp simd reduction(+ : mean_dxhat, mean_dxhat_xhat)
-          for (int64_t c = 0; c < width; ++c) {
-            mean_dxhat += dh[c];
-            mean_dxhat_xhat += dh[c] * xh[c];
-          }
-          mean_dxhat /= static_cast<double>(width);
-          mean_dxhat_xhat /= static_cast<double>(width);
-          T* dr = dp + r * width;
-          for (int64_t c = 0; c < width; ++c)
-            dr[c] = static_cast<T>(s * (dh[c] - mean_dxhat - xh[c] * mean_dxhat_xhat));
+      // Per block: dw partial, db partial; then one xhat scratch row per block.
+      std::vector<T> partials(static_cast<std::size_t>(blocks * 3 * width));
+      parallel_for(blocks, kRowsPerThread / kRowsPerBlock, [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) {
+          T* part = partials.data() + k * 3 * width;
+          layer_norm_backward_rows(xp, gp, wp, mean->data(), rstd->data(), dp, part, part + width, part + 2 * width,
+                                   k * kRowsPerBlock, std::min(rows, (k + 1) * kRowsPerBlock), width);
         }
       });
-      // dw, db: sums over rows, columns split over threads, so every column is summed in the same row
-      // order whatever the thread count.
-      double* dwp = dw.data();
-      double* dbp = db.data();
-      parallel_for(width, 16, [&](int64_t c0, int64_t c1) {
-        for (int64_t r = 0; r < rows; ++r) {
-          const T* xr = xp + r * width;
-          const T* gr = gp + r * width;
-          const double m = (*mean)[r], s = (*rstd)[r];
-#pragma omp simd
-          for (int64_t c = c0; c < c1; ++c) {
-            dwp[c] += gr[c] * ((xr[c] - m) * s);
-            dbp[c] += gr[c];
-          }
+      T* dwp = dw.data<T>();
+      T* dbp = db.data<T>();
+      for (int64_t c = 0; c < width; ++c) {
+        double sw = 0, sb = 0;
+        for (int64_t k = 0; k < blocks; ++k) {
+          sw += static_cast<double>(partials[k * 3 * width + c]);
+          sb += static_cast<double>(partials[k * 3 * width + width + c]);
         }
-      });
+        dwp[c] = static_cast<T>(sw);
+        dbp[c] = static_cast<T>(sb);
+      }
     });
-    auto to_tensor = [&](const std::vector<double>& v) {
-      Tensor t = make_tensor({width}, x.dtype());
-      dispatch(x.dtype(), [&](auto tag) {
-        using T = decltype(tag);
-        for (int64_t c = 0; c < width; ++c) t.data<T>()[c] = static_cast<T>(v[c]);
-      });
-      return t;
-    };
-    return std::vector<Tensor>{dx, in[1].defined() ? to_tensor(dw) : Tensor(),
-                               in[2].defined() ? to_tensor(db) : Tensor()};
+    return std::vector<Tensor>{dx, in[1].defined() ? dw : Tensor(), in[2].defined() ? db : Tensor()};
   });
 }
 

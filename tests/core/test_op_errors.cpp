@@ -132,6 +132,30 @@ TEST(OpSemantics, LayerNormIsPreciseOnLargeMeanAndConstantRows) {
   for (int i = 0; i < 8; ++i) EXPECT_EQ(y.at({1, i}), 0.0);
 }
 
+TEST(OpSemantics, LayerNormFloat32FollowsFloat64OnLargeMeanRowsForwardAndBackward) {
+  // float32 kernels centre x as (x - mean_hi) - mean_lo: with the mean rounded to one float instead, the
+  // centred values of these rows (mean 1e4, spread 1) would be off by up to half a float ulp of 1e4 (5e-4).
+  Generator gen(21);
+  const Tensor x32 = add(randn({40, 96}, gen), 1e4);
+  const Tensor w32 = add(randn({96}, gen), 1.0), b32 = randn({96}, gen), up32 = randn({40, 96}, gen);
+  auto run = [&](DType dtype) {
+    Tensor x = x32.to(dtype).detach().set_requires_grad(true), w = w32.to(dtype).detach().set_requires_grad(true);
+    Tensor b = b32.to(dtype).detach().set_requires_grad(true);
+    Tensor y = layer_norm(x, w, b, 1e-5);
+    y.backward(up32.to(dtype));
+    return std::vector<Tensor>{y.detach(), x.grad(), w.grad(), b.grad()};
+  };
+  const std::vector<Tensor> f32 = run(DType::Float32), f64 = run(DType::Float64);
+  const char* names[] = {"y", "dx", "dw", "db"};
+  const double limits[] = {2e-6, 2e-5, 2e-5, 1e-5};  // |dw|, |db| sum 40 rows
+  for (int i = 0; i < 4; ++i) {
+    const std::vector<double> a = f32[i].to_vector<double>(), b = f64[i].to_vector<double>();
+    double worst = 0;
+    for (std::size_t j = 0; j < a.size(); ++j) worst = std::max(worst, std::fabs(a[j] - b[j]));
+    EXPECT_LT(worst, limits[i]) << names[i];
+  }
+}
+
 TEST(OpSemantics, EmbeddingBackwardScatterAddsAndLeavesUnusedRowsZero) {
   Tensor w = ones({4, 2}, DType::Float64).set_requires_grad(true);
   sum(embedding(w, Indices({3}, {2, 0, 2}))).backward();
