@@ -3,7 +3,7 @@
 #include <minitrain/core/ops.h>
 
 #include "elementwise_kernels.h"
-#include "fast_math.h"
+#include "gelu_kernels.h"
 
 #include <cmath>
 
@@ -170,7 +170,7 @@ Tensor gelu_erf(const Tensor& x_in) {
     const T* xp = x.data<T>();
     T* yp = out.data<T>();
     parallel_for(x.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) yp[i] = xp[i] * fast::normal_cdf(xp[i]);
+      kernels::gelu_forward(xp + b, yp + b, e - b);
     });
   });
   return attach(out, "gelu", {x_in}, [x](const Tensor& g_in, const std::vector<Tensor>&) {
@@ -182,7 +182,7 @@ Tensor gelu_erf(const Tensor& x_in) {
       const T* gp = g.data<T>();
       T* dp = dx.data<T>();
       parallel_for(x.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) dp[i] = gp[i] * (fast::normal_cdf(xp[i]) + xp[i] * fast::normal_pdf(xp[i]));
+        kernels::gelu_backward(xp + b, gp + b, dp + b, e - b);
       });
     });
     return std::vector<Tensor>{dx};
