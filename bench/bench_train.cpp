@@ -52,7 +52,7 @@ double peak_rss_mib() {
 
 // The breakdown groups op names into the categories the performance issue tracks.
 std::string category(const std::string& op) {
-  if (op == "matmul") return "matmul";
+  if (op == "matmul" || op == "linear") return "matmul";  // linear: a Linear layer's gemm, bias included
   if (op == "scaled_dot_product_attention" || op == "multi_head_attention") return "attention";
   if (op == "layer_norm") return "layer_norm";
   if (op == "gelu" || op == "gelu_tanh") return "gelu";

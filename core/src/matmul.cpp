@@ -152,27 +152,83 @@ void vector_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, con
     blas_gemv(false, m, k, alpha, a, lda, b, inc_b, beta, c, ldc);
 }
 
+// Writes `bias` (n values) into every row of the (m x n) block at c: the starting value of a gemm with
+// beta = 1, so a Linear layer's bias costs no pass of its own (and the BLAS skips zeroing C for beta = 0).
+template <class T>
+void fill_rows_with_bias(T* c, int64_t ldc, int64_t m, int64_t n, const T* bias) {
+  for (int64_t i = 0; i < m; ++i) std::copy(bias, bias + n, c + i * ldc);
+}
+
 // One GEMM split over the OpenMP threads along the longer side of C: each thread computes a block of
 // rows (or columns) of C with single-threaded BLAS. Each element of C is still one BLAS dot product over
-// all of k, so the split does not change how it is summed.
+// all of k, so the split does not change how it is summed. With `bias`, C = op(A)·op(B) + bias (added
+// to every row) and beta must be 0.
 template <class T>
 void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-                int64_t ldb, T beta, T* c, int64_t ldc) {
+                int64_t ldb, T beta, T* c, int64_t ldc, const T* bias = nullptr) {
   blas_single_threaded();
-  if (m == 1 || n == 1) return vector_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  const T beta_used = bias ? T(1) : beta;
+  if (m == 1 || n == 1) {
+    if (bias) fill_rows_with_bias(c, ldc, m, n, bias);
+    return vector_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta_used, c, ldc);
+  }
   const int64_t line_length = m >= n ? n : m;  // a row of C when splitting rows, else a column
   const double flops_per_line = 2.0 * static_cast<double>(line_length) * static_cast<double>(k);
   const auto min_lines = static_cast<int64_t>(kMinFlopsPerThread / std::max(flops_per_line, 1.0)) + 1;
   constexpr int64_t kTile = 16;  // keep chunk edges on the kernels' register tiles
   if (m >= n) {
     parallel_for(m, min_lines, [&](int64_t r0, int64_t r1) {
-      blas_gemm(ta, tb, r1 - r0, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);
+      if (bias) fill_rows_with_bias(c + r0 * ldc, ldc, r1 - r0, n, bias);
+      blas_gemm(ta, tb, r1 - r0, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta_used, c + r0 * ldc,
+                ldc);
     }, kTile);
   } else {
     parallel_for(n, min_lines, [&](int64_t c0, int64_t c1) {
-      blas_gemm(ta, tb, m, c1 - c0, k, alpha, a, lda, tb ? b + c0 * ldb : b + c0, ldb, beta, c + c0, ldc);
+      if (bias) fill_rows_with_bias(c + c0, ldc, m, c1 - c0, bias + c0);
+      blas_gemm(ta, tb, m, c1 - c0, k, alpha, a, lda, tb ? b + c0 * ldb : b + c0, ldb, beta_used, c + c0, ldc);
     }, kTile);
   }
+}
+
+// The gradients of a·b, each only if asked for: dA = G·Bᵀ, dB = Aᵀ·G, summed over broadcast batch dims.
+// A gradient takes its input's layout: for an input stored transposed (a weight used as W.transpose(), as
+// Linear does) it is computed as the transpose of (dB)ᵀ = Gᵀ·A, so W's gradient arrives contiguous instead
+// of needing a copy.
+std::vector<Tensor> matmul_grads(const Tensor& g, const Tensor& a_in, const Tensor& b_in, bool need_a, bool need_b) {
+  auto stored_transposed = [](const Tensor& t) {
+    const int64_t nd = t.dim();
+    return t.size(-1) > 1 && t.size(-2) > 1 && t.strides()[nd - 2] == 1 && t.strides()[nd - 1] != 1;
+  };
+  Tensor ga, gb;
+  if (need_a && need_b && a_in.dim() == 2 && b_in.dim() == 2 && omp_get_max_threads() == 2 && !omp_in_parallel()) {
+    // On two threads, the two products (equal work: 2·m·n·k each) run side by side, one per thread with
+    // single-threaded BLAS, instead of both threads splitting each in turn: one fork instead of two, and
+    // no operand packed twice. The operand views are made here, not in the worker: grad mode is per
+    // thread, and the worker must not record autograd nodes.
+    const Tensor a = a_in.detach(), b = b_in.detach(), gd = g.detach();
+    const bool ta = stored_transposed(a), tb = stored_transposed(b);
+    const Tensor ga_left = ta ? b : gd, ga_right = ta ? gd.transpose(0, 1) : b.transpose(0, 1);
+    const Tensor gb_left = tb ? gd.transpose(0, 1) : a.transpose(0, 1), gb_right = tb ? a : gd;
+#pragma omp parallel sections num_threads(2)
+    {
+#pragma omp section
+      ga = matmul_forward(ga_left, ga_right);
+#pragma omp section
+      gb = matmul_forward(gb_left, gb_right);
+    }
+    return std::vector<Tensor>{ta ? ga.transpose(0, 1) : ga, tb ? gb.transpose(0, 1) : gb};
+  }
+  if (need_a) {
+    ga = stored_transposed(a_in) ? matmul(b_in, g.transpose(-1, -2)).transpose(-1, -2)
+                                 : matmul(g, b_in.transpose(-1, -2));
+    ga = sum_to_shape(ga, a_in.shape());
+  }
+  if (need_b) {
+    gb = stored_transposed(b_in) ? matmul(g.transpose(-1, -2), a_in).transpose(-1, -2)
+                                 : matmul(a_in.transpose(-1, -2), g);
+    gb = sum_to_shape(gb, b_in.shape());
+  }
+  return std::vector<Tensor>{ga, gb};
 }
 
 }  // namespace
@@ -199,44 +255,53 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   check_same_dtype(a, b, "matmul");
   Tensor out = matmul_forward(a.detach(), b.detach());
   return attach(out, "matmul", {a, b}, [](const Tensor& g, const std::vector<Tensor>& in) {
-    // dA = G·Bᵀ, dB = Aᵀ·G, summed over broadcast batch dims. A gradient takes its input's layout: for an
-    // input stored transposed (a weight used as W.transpose(), as Linear does) it is computed as the
-    // transpose of (dB)ᵀ = Gᵀ·A, so W's gradient arrives contiguous instead of needing a copy.
-    auto stored_transposed = [](const Tensor& t) {
-      const int64_t nd = t.dim();
-      return t.size(-1) > 1 && t.size(-2) > 1 && t.strides()[nd - 2] == 1 && t.strides()[nd - 1] != 1;
-    };
-    Tensor ga, gb;
-    if (in[0].requires_grad() && in[1].requires_grad() && in[0].dim() == 2 && in[1].dim() == 2 &&
-        omp_get_max_threads() == 2 && !omp_in_parallel()) {
-      // On two threads, the two products (equal work: 2·m·n·k each) run side by side, one per thread with
-      // single-threaded BLAS, instead of both threads splitting each in turn: one fork instead of two, and
-      // no operand packed twice. The operand views are made here, not in the worker: grad mode is per
-      // thread, and the worker must not record autograd nodes.
-      const Tensor a = in[0].detach(), b = in[1].detach(), gd = g.detach();
-      const bool ta = stored_transposed(a), tb = stored_transposed(b);
-      const Tensor ga_left = ta ? b : gd, ga_right = ta ? gd.transpose(0, 1) : b.transpose(0, 1);
-      const Tensor gb_left = tb ? gd.transpose(0, 1) : a.transpose(0, 1), gb_right = tb ? a : gd;
-#pragma omp parallel sections num_threads(2)
-      {
-#pragma omp section
-        ga = matmul_forward(ga_left, ga_right);
-#pragma omp section
-        gb = matmul_forward(gb_left, gb_right);
-      }
-      return std::vector<Tensor>{ta ? ga.transpose(0, 1) : ga, tb ? gb.transpose(0, 1) : gb};
-    }
-    if (in[0].requires_grad()) {
-      ga = stored_transposed(in[0]) ? matmul(in[1], g.transpose(-1, -2)).transpose(-1, -2)
-                                    : matmul(g, in[1].transpose(-1, -2));
-      ga = sum_to_shape(ga, in[0].shape());
-    }
-    if (in[1].requires_grad()) {
-      gb = stored_transposed(in[1]) ? matmul(g.transpose(-1, -2), in[0]).transpose(-1, -2)
-                                    : matmul(in[0].transpose(-1, -2), g);
-      gb = sum_to_shape(gb, in[1].shape());
-    }
-    return std::vector<Tensor>{ga, gb};
+    return matmul_grads(g, in[0], in[1], in[0].requires_grad(), in[1].requires_grad());
+  });
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  profiler::Scope scope("linear");
+  check_defined(x, "linear");
+  check_defined(weight, "linear", "weight");
+  if (weight.dim() != 2) throw_arg("linear", "weight must be (out, in), got shape " + shape_str(weight.shape()));
+  const int64_t out_features = weight.size(0), in_features = weight.size(1);
+  if (x.dim() < 1 || x.size(-1) != in_features)
+    throw_arg("linear", "input " + shape_str(x.shape()) + " does not end in in_features " +
+                            std::to_string(in_features) + " of weight " + shape_str(weight.shape()));
+  check_same_dtype(x, weight, "linear");
+  if (bias.defined()) {
+    if (bias.shape() != Shape{out_features})
+      throw_arg("linear", "bias of shape " + shape_str(bias.shape()) + " does not match weight " +
+                              shape_str(weight.shape()));
+    check_same_dtype(x, bias, "linear");
+  }
+  const int64_t rows = in_features == 0 ? 0 : x.numel() / in_features;
+  const Tensor x2 = x.detach().contiguous().reshape({rows, in_features});
+  const Tensor w = weight.detach().contiguous();
+  const Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();
+  Shape out_shape = x.shape();
+  out_shape.back() = out_features;
+  Tensor out;
+  if (rows == 0 || out_features == 0 || in_features == 0) {
+    out = b.defined() ? add(zeros(out_shape, x.dtype()), b) : zeros(out_shape, x.dtype());
+  } else {
+    out = empty(out_shape, x.dtype());
+    dispatch(x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      // out = x2 · wᵀ + b: w is (out, in) row-major, i.e. wᵀ stored transposed.
+      split_gemm(false, true, rows, out_features, in_features, T(1), x2.data<T>(), in_features, w.data<T>(),
+                 in_features, T(0), out.data<T>(), out_features, b.defined() ? b.data<T>() : nullptr);
+    });
+  }
+  return attach(out, "linear", {x, weight, bias}, [x2, w](const Tensor& g, const std::vector<Tensor>& in) {
+    const Tensor g2 = g.contiguous().reshape({x2.size(0), w.size(0)});
+    // As matmul(x2, wᵀ): wᵀ is a transposed view, so w's gradient comes back in w's own layout.
+    std::vector<Tensor> grads =
+        matmul_grads(g2, x2, w.transpose(0, 1), in[0].requires_grad(), in[1].requires_grad());
+    Tensor gx = grads[0].defined() ? grads[0].reshape(in[0].shape()) : Tensor();
+    Tensor gw = grads[1].defined() ? grads[1].transpose(0, 1) : Tensor();
+    Tensor gb = in[2].defined() && in[2].requires_grad() ? sum_to_shape(g2, in[2].shape()) : Tensor();
+    return std::vector<Tensor>{gx, gw, gb};
   });
 }
 

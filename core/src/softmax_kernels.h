@@ -12,12 +12,25 @@
 
 namespace minitrain {
 
-// The largest element of a lane (-inf for an empty or fully masked one).
+// The largest element of a lane (-inf for an empty or fully masked one). A contiguous lane keeps 16
+// running maxima, updated elementwise (vector max instructions): GCC left `omp simd reduction(max)` over
+// floats as one scalar chain of dependent maxima, 40% of attention's softmax time. The maximum does not
+// depend on the order it is taken in.
 template <class T>
 T lane_max(const T* x, int64_t n, int64_t s) {
-  T mx = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : mx)
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i * s]);
+  constexpr T kLowest = -std::numeric_limits<T>::infinity();
+  T mx = kLowest;
+  int64_t i = 0;
+  if (s == 1) {
+    constexpr int64_t kLanes = 16;
+    T running[kLanes];
+    std::fill(running, running + kLanes, kLowest);
+    for (; i + kLanes <= n; i += kLanes)
+#pragma omp simd
+      for (int64_t j = 0; j < kLanes; ++j) running[j] = x[i + j] > running[j] ? x[i + j] : running[j];
+    for (int64_t j = 0; j < kLanes; ++j) mx = running[j] > mx ? running[j] : mx;
+  }
+  for (; i < n; ++i) mx = x[i * s] > mx ? x[i * s] : mx;
   return mx;
 }
 

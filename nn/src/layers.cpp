@@ -31,16 +31,12 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator* gen)
 }
 
 Tensor Linear::forward(const Tensor& x) {
-  // x: (..., in) -> (..., out). Flattening the leading dims gives one large gemm instead of a batch of
-  // small ones; Wᵀ is a view, passed to gemm as a transpose flag.
+  // x: (..., in) -> (..., out): one gemm over the flattened leading dims (not a batch of small ones), Wᵀ
+  // passed as a transpose flag and the bias as the gemm's starting value (core's linear).
   if (x.dim() < 1 || x.size(-1) != in_features)
     throw std::invalid_argument("Linear: input " + shape_str(x.shape()) + " does not end in in_features " +
                                 std::to_string(in_features));
-  Shape out_shape = x.shape();
-  out_shape.back() = out_features;
-  Tensor y = matmul(x.reshape({-1, in_features}), weight.transpose(0, 1));
-  if (bias.defined()) y = add(y, bias);
-  return y.reshape(out_shape);
+  return linear(x, weight, bias);
 }
 
 std::string Linear::extra_repr() const {

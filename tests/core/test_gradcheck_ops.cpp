@@ -85,6 +85,15 @@ std::vector<OpCase> all_cases() {
   c.push_back({"matmul_batched_transposed", [](auto in) { return matmul(in[0], in[1].transpose(-1, -2)); },
                {rnd({2, 3, 4}, 44), rnd({2, 5, 4}, 45)}});
   c.push_back({"matmul_size1", [](auto in) { return matmul(in[0], in[1]); }, {rnd({1, 4}, 46), rnd({4, 1}, 47)}});
+  // --- linear: x·Wᵀ + b in one gemm; leading dims flattened, a transposed input, no bias, one row
+  c.push_back({"linear_3d", [](auto in) { return linear(in[0], in[1], in[2]); },
+               {rnd({2, 3, 4}, 120), rnd({5, 4}, 121), rnd({5}, 122)}});
+  c.push_back({"linear_transposed_input_no_bias", [T](auto in) { return linear(T(in[0]), in[1]); },
+               {rnd({4, 3}, 123), rnd({2, 4}, 124)}});
+  c.push_back({"linear_one_row", [](auto in) { return linear(in[0], in[1], in[2]); },
+               {rnd({1, 4}, 125), rnd({3, 4}, 126), rnd({3}, 127)}});
+  c.push_back({"linear_one_output", [](auto in) { return linear(in[0], in[1], in[2]); },
+               {rnd({3, 4}, 128), rnd({1, 4}, 129), rnd({1}, 130)}});
   // --- softmax family
   c.push_back({"softmax_last", [](auto in) { return softmax(in[0], -1); }, {rnd({3, 5}, 48, 2.0)}});
   c.push_back({"softmax_dim0", [](auto in) { return softmax(in[0], 0); }, {rnd({4, 3}, 49, 2.0)}});

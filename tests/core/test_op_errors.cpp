@@ -30,6 +30,25 @@ TEST(OpErrors, MatmulShapesThatDoNotAlign) {
   expect_error([] { matmul(zeros({2, 3}), zeros({3, 4}, DType::Float64)); }, {"matmul", "float32", "float64"});
 }
 
+TEST(OpErrors, LinearShapesAndDtypes) {
+  expect_error([] { linear(zeros({2, 3}), zeros({4, 5})); }, {"linear", "[2,3]", "does not end in in_features 5", "[4,5]"});
+  expect_error([] { linear(zeros({2, 3}), zeros({3})); }, {"linear", "weight must be (out, in)", "[3]"});
+  expect_error([] { linear(zeros({2, 3}), zeros({4, 3}), zeros({3})); }, {"linear", "bias", "[3]", "[4,3]"});
+  expect_error([] { linear(zeros({2, 3}), zeros({4, 3}, DType::Float64)); }, {"linear", "float32", "float64"});
+  expect_error([] { linear(zeros({2, 3}), Tensor()); }, {"linear", "weight", "undefined"});
+}
+
+TEST(OpSemantics, LinearEqualsMatmulPlusBias) {
+  // Same gemm calls, the bias as the gemm's starting value instead of added after: equal to rounding.
+  Generator gen(5);
+  const Tensor x = randn({2, 7, 16}, gen), w = randn({24, 16}, gen), b = randn({24}, gen);
+  const std::vector<float> fused = linear(x, w, b).to_vector<float>();
+  const std::vector<float> composed = add(matmul(x, w.transpose(0, 1)), b).to_vector<float>();
+  ASSERT_EQ(fused.size(), composed.size());
+  for (std::size_t i = 0; i < fused.size(); ++i) EXPECT_NEAR(fused[i], composed[i], 1e-5) << i;
+  EXPECT_EQ(linear(zeros({0, 16}), w, b).shape(), (Shape{0, 24}));
+}
+
 TEST(OpErrors, ElementwiseBroadcastAndDtype) {
   expect_error([] { add(zeros({2, 3}), zeros({4})); }, {"add", "[2,3]", "[4]", "broadcast"});
   expect_error([] { mul(zeros({2}), zeros({3})); }, {"mul", "[2]", "[3]"});

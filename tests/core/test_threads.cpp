@@ -124,6 +124,11 @@ TEST(ThreadDeterminism, MatmulTransposedOperands) {
   // Linear's pattern: x @ Wᵀ with W (out, in).
   expect_thread_independent([](auto in) { return matmul(in[0], in[1].transpose(0, 1)); },
                             {rnd32({768, 128}, 7), rnd32({512, 128}, 8)}, "matmul x @ Wᵀ");
+  // The fused op, bias as the gemm's starting value: rows split (768 x 512) and columns split (64 x 512).
+  expect_thread_independent([](auto in) { return linear(in[0], in[1], in[2]); },
+                            {rnd32({12, 64, 128}, 30), rnd32({512, 128}, 31), rnd32({512}, 32)}, "linear 768 rows");
+  expect_thread_independent([](auto in) { return linear(in[0], in[1], in[2]); },
+                            {rnd32({64, 128}, 33), rnd32({512, 128}, 34), rnd32({512}, 35)}, "linear 64 rows");
 }
 
 // 48 batches of 64x32 @ 32x40: split by batch.

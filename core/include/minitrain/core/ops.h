@@ -61,6 +61,9 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);
 // Matrix product of (..., M, K) and (..., K, N) -> (..., M, N); batch dims broadcast. Transposed views
 // go to BLAS as transpose flags, not copies.
 Tensor matmul(const Tensor& a, const Tensor& b);
+// x (..., in) · weightᵀ + bias, with weight (out, in) and bias (out) or undefined, as torch's F::linear.
+// One gemm that starts from the bias, instead of a product followed by a separate add.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 // Softmax family along `dim`, max-subtracted. A row that is entirely -inf (fully masked) gives an
 // all-zero softmax row (and -inf from log_softmax) with zero gradient, instead of NaN.
