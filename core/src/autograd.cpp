@@ -92,7 +92,7 @@ std::vector<std::shared_ptr<TensorImpl>> topological_order(const std::shared_ptr
 // sum += g in place when nothing else can see `sum` (its handle and its storage are ours alone) and both
 // are plain contiguous buffers of one shape; false otherwise. Same values as add(), without allocating.
 bool add_in_place(Tensor& sum, const Tensor& g) {
-  if (sum.impl_ptr().use_count() != 1 || sum.impl()->storage.use_count() != 1 || !sum.is_contiguous() ||
+  if (!sole_owner(sum) || !sum.is_contiguous() ||
       !g.is_contiguous() || sum.shape() != g.shape() || sum.dtype() != g.dtype())
     return false;
   profiler::Scope scope("accumulate_grad", /*backward=*/true);
@@ -151,8 +151,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
       if (!impl->grad) {
         // Own the buffer: the gradient may be shared with another tensor's gradient (add's backward hands
         // the same tensor to both inputs), with the caller's upstream tensor, or share storage with a view.
-        const bool ours_alone = acc.impl_ptr().use_count() == 1 && acc.impl()->storage.use_count() == 1;
-        impl->grad = (ours_alone ? acc : acc.clone()).impl_ptr();
+        impl->grad = (sole_owner(acc) ? acc : acc.clone()).impl_ptr();
       } else {
         Tensor sum(impl->grad);
         impl->grad.reset();  // so that add_in_place can see whether anyone else holds the gradient

@@ -174,13 +174,23 @@ Tensor gelu_erf(const Tensor& x_in) {
     });
   });
   return attach(out, "gelu", {x_in}, [x](const Tensor& g_in, const std::vector<Tensor>&) {
+    // The engine hands over the incoming gradient and drops it after this call. When nothing else holds
+    // it, dx is written over it (it was just written by the next layer's backward and is still in cache;
+    // a fresh buffer would be another activation-sized allocation).
+    const bool overwrite = sole_owner(g_in) && g_in.is_contiguous() && g_in.dtype() == x.dtype();
     Tensor g = g_in.contiguous();
-    Tensor dx = empty(x.shape(), x.dtype());
+    Tensor dx = overwrite ? g : empty(x.shape(), x.dtype());
     dispatch(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T* xp = x.data<T>();
-      const T* gp = g.data<T>();
       T* dp = dx.data<T>();
+      if (overwrite) {
+        parallel_for(x.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
+          kernels::gelu_backward_in_place(xp + b, dp + b, e - b);
+        });
+        return;
+      }
+      const T* gp = g.data<T>();
       parallel_for(x.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
         kernels::gelu_backward(xp + b, gp + b, dp + b, e - b);
       });

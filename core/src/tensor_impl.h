@@ -78,6 +78,12 @@ bool needs_grad(const std::vector<Tensor>& inputs);
 // out.detach() instead.
 Tensor attach(Tensor out, const char* name, std::vector<Tensor> inputs, BackwardFn backward);
 
+// True when `t` is the only handle to its impl and the only tensor on its storage: its values can be
+// overwritten without anyone else seeing it (gradient buffers the autograd engine is done with).
+inline bool sole_owner(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1;
+}
+
 // Row-major strides for a shape.
 Shape contiguous_strides(const Shape& shape);
 // A fresh tensor without history.

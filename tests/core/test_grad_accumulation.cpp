@@ -180,3 +180,27 @@ TEST(GradAccumulation, MatmulGradientOfATransposedLeafHasTheLeafsLayout) {
       EXPECT_NEAR(a.grad().at({j, t}), e, 1e-12) << j << "," << t;
     }
 }
+
+// GELU's backward writes its result over the incoming gradient when the engine holds the only handle to
+// it (core/src/elementwise.cpp). The caller's upstream tensor is never that buffer; an intermediate
+// gradient is, and both paths give the analytic value g·(Φ(x) + x·φ(x)).
+TEST(GradAccumulation, GeluOverwritesOnlyAGradientNobodyElseHolds) {
+  auto dgelu = [](double x) {
+    return 0.5 * std::erfc(-x / std::sqrt(2.0)) + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
+  };
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    const double tol = dtype == DType::Float64 ? 1e-12 : 2e-6;
+    Tensor x = rnd({300}, 4).to(dtype).detach().set_requires_grad(true);
+    const Tensor upstream = rnd({300}, 5).to(dtype);
+    const std::vector<double> up = upstream.to_vector<double>(), xv = x.to_vector<double>();
+    gelu(x).backward(upstream);  // the caller holds `upstream`: it must not be overwritten
+    expect_values(upstream, up, 0.0);
+    std::vector<double> expected(xv.size());
+    for (std::size_t i = 0; i < xv.size(); ++i) expected[i] = up[i] * dgelu(xv[i]);
+    expect_values(x.grad(), expected, tol);
+    // Through mul, GELU's incoming gradient is a fresh buffer only the engine holds: overwritten in place.
+    x.zero_grad();
+    sum(gelu(x) * upstream).backward();
+    expect_values(x.grad(), expected, tol);
+  }
+}
