@@ -17,8 +17,9 @@ T derivative(T x) {
 }
 
 // Runs body(begin, end) over [0, n) in blocks of 256 elements, first asking for x 4 KiB ahead of each
-// block. In backward, x was saved by the forward pass and is usually out of cache by then; the hardware
-// prefetcher alone left the loop waiting on its loads (nano, one core: backward 3.7 -> 2.0 ms per step).
+// block. x is mostly out of cache: in backward it was saved by the forward pass long before, in forward
+// it is a gemm's output larger than L2. The hardware prefetcher alone left the loops waiting on their
+// loads (nano, one core, per step: backward 3.7 -> 1.9 ms, forward 1.5 -> 1.3 ms).
 template <class T, class Body>
 void with_x_prefetched(const T* x, int64_t n, Body body) {
   constexpr int64_t kBlock = 256, kAhead = 4096 / sizeof(T), kLine = 64 / sizeof(T);
@@ -33,7 +34,9 @@ void with_x_prefetched(const T* x, int64_t n, Body body) {
 
 template <class T>
 void forward(const T* x, T* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * fast::normal_cdf(x[i]);
+  with_x_prefetched(x, n, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = x[i] * fast::normal_cdf(x[i]);
+  });
 }
 
 template <class T>
