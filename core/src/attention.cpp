@@ -164,7 +164,10 @@ void backward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int6
       T* dpr = dP + i * g.tk;
       if (M)
         for (int64_t j = 0; j < keys; ++j) dpr[j] *= M[i * g.tk + j];
-      softmax_lane_backward(dpr, P + i * g.tk, dpr, keys, 1, /*log_output=*/false);  // now dS
+      // Keys past the row's last visible one have P = 0, hence dS = 0: only the visible ones are computed.
+      const int64_t visible = g.causal ? std::clamp<int64_t>(i + (g.tk - g.tq) + 1, 0, keys) : keys;
+      softmax_lane_backward(dpr, P + i * g.tk, dpr, visible, 1, /*log_output=*/false);  // now dS
+      std::fill(dpr + visible, dpr + keys, T(0));
     }
     gemm(false, false, rows, g.d, keys, scale, dPb, g.tk, k, ldk, T(0), dq + i0 * lddq, lddq);  // dQ = scale · dS K
     gemm(true, false, keys, g.d, rows, scale, dPb, g.tk, q + i0 * ldq, ldq, T(1), dk, lddk);     // dK += scale · dSᵀ Q
