@@ -92,8 +92,8 @@ std::vector<std::shared_ptr<TensorImpl>> topological_order(const std::shared_ptr
 // sum += g in place when nothing else can see `sum` (its handle and its storage are ours alone) and both
 // are plain contiguous buffers of one shape; false otherwise. Same values as add(), without allocating.
 bool add_in_place(Tensor& sum, const Tensor& g) {
-  if (!sole_owner(sum) || !sum.is_contiguous() ||
-      !g.is_contiguous() || sum.shape() != g.shape() || sum.dtype() != g.dtype())
+  if (!sole_owner(sum) || !sum.is_contiguous() || !g.is_contiguous() || sum.shape() != g.shape() ||
+      sum.dtype() != g.dtype())
     return false;
   profiler::Scope scope("accumulate_grad", /*backward=*/true);
   dispatch(sum.dtype(), [&](auto tag) {

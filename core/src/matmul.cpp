@@ -153,7 +153,7 @@ void vector_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, con
 }
 
 // Writes `bias` (n values) into every row of the (m x n) block at c: the starting value of a gemm with
-// beta = 1, so a Linear layer's bias costs no pass of its own (and the BLAS skips zeroing C for beta = 0).
+// beta = 1, so a Linear layer's bias costs no pass of its own (with beta = 0 the BLAS would zero C first).
 template <class T>
 void fill_rows_with_bias(T* c, int64_t ldc, int64_t m, int64_t n, const T* bias) {
   for (int64_t i = 0; i < m; ++i) std::copy(bias, bias + n, c + i * ldc);
