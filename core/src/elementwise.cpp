@@ -183,16 +183,13 @@ Tensor gelu_erf(const Tensor& x_in) {
     dispatch(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       const T* xp = x.data<T>();
-      T* dp = dx.data<T>();
-      if (overwrite) {
-        parallel_for(x.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
-          kernels::gelu_backward_in_place(xp + b, dp + b, e - b);
-        });
-        return;
-      }
       const T* gp = g.data<T>();
+      T* dp = dx.data<T>();
       parallel_for(x.numel(), kElementsPerThread, [&](int64_t b, int64_t e) {
-        kernels::gelu_backward(xp + b, gp + b, dp + b, e - b);
+        if (overwrite)
+          kernels::gelu_backward_in_place(xp + b, dp + b, e - b);
+        else
+          kernels::gelu_backward(xp + b, gp + b, dp + b, e - b);
       });
     });
     return std::vector<Tensor>{dx};
