@@ -25,6 +25,12 @@ void Generator::seed(uint64_t seed_value) {
   for (auto& word : s_) word = splitmix64(x);
 }
 
+void Generator::set_state(const State& state) {
+  if (state[0] == 0 && state[1] == 0 && state[2] == 0 && state[3] == 0)
+    throw std::invalid_argument("Generator::set_state: the all-zero state is invalid (xoshiro256** would only return 0)");
+  s_ = state;
+}
+
 uint64_t Generator::next_u64() {
   const uint64_t result = rotl(s_[1] * 5, 7) * 9;
   const uint64_t t = s_[1] << 17;

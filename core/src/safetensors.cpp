@@ -6,6 +6,7 @@
 #include <minitrain/core/safetensors.h>
 
 #include <minitrain/core/factory.h>
+#include <minitrain/core/regular_file.h>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -614,13 +615,9 @@ SafeTensors parse_safetensors(const uint8_t* data, std::size_t size, const std::
 }
 
 SafeTensors load_safetensors(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, "cannot open: " + errno_text(errno));
-  FdCloser closer(fd);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) fail(path, "cannot stat: " + errno_text(errno));
-  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
-  const auto file_size = static_cast<uint64_t>(st.st_size);
+  const RegularFile file(path);  // refuses FIFOs and directories without blocking on them
+  const int fd = file.fd();
+  const uint64_t file_size = file.size();
 
   // Reads exactly n bytes at `offset` in the file; a file that shrank since fstat is an error.
   auto read_at = [&](uint64_t offset, std::size_t n, uint8_t* dst) {

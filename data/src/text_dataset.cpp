@@ -1,12 +1,9 @@
 #include <minitrain/data/text_dataset.h>
 
-#include <fstream>
-#include <sstream>
-#include <stdexcept>
-#include <system_error>
-#include <utility>
+#include <minitrain/core/regular_file.h>
 
-#include <filesystem>
+#include <stdexcept>
+#include <utility>
 
 namespace minitrain::data {
 
@@ -18,19 +15,12 @@ TextDataset::TextDataset(std::vector<int64_t> tokens, CharTokenizer tokenizer)
       tokenizer_(std::move(tokenizer)) {}
 
 TextDataset TextDataset::from_file(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status))
-    throw std::runtime_error("TextDataset: file '" + path + "' does not exist");
-  if (fs::is_directory(status))
-    throw std::runtime_error("TextDataset: '" + path + "' is a directory, not a text file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("TextDataset: cannot open file '" + path + "' for reading");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) throw std::runtime_error("TextDataset: error while reading file '" + path + "'");
-  const std::string text = buffer.str();
+  std::string text;
+  try {
+    text = read_regular_file(path);  // a FIFO or directory is refused, never waited on
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string("TextDataset: ") + e.what());
+  }
   if (text.empty()) throw std::runtime_error("TextDataset: file '" + path + "' is empty");
   try {
     return from_text(text);
@@ -73,8 +63,13 @@ Batch TextDataset::get_batch(Split split, int64_t batch_size, int64_t block_size
                                 " needs at least block_size + 1 = " + std::to_string(block_size + 1) +
                                 " tokens, but the " + split_name(split) + " split has only " +
                                 std::to_string(n));
+  int64_t numel = 0;
+  if (__builtin_mul_overflow(batch_size, block_size, &numel) || numel > kMaxBatchTokens)
+    throw std::invalid_argument("TextDataset::get_batch: batch_size " + std::to_string(batch_size) + " x block_size " +
+                                std::to_string(block_size) + " is more than the " + std::to_string(kMaxBatchTokens) +
+                                " tokens a batch may hold");
   const int64_t* data = tokens_.data() + (split == Split::Train ? 0 : train_size_);
-  std::vector<int64_t> x(static_cast<std::size_t>(batch_size * block_size));
+  std::vector<int64_t> x(static_cast<std::size_t>(numel));
   std::vector<int64_t> y(x.size());
   for (int64_t b = 0; b < batch_size; ++b) {
     const int64_t start = gen.randint(0, n - block_size);  // window [start, start + T] fits the split

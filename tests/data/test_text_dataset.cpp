@@ -1,6 +1,9 @@
 // TextDataset: loading, the 90/10 split and nanoGPT-style batches.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
@@ -152,7 +155,7 @@ TEST(TextDataset, MissingFileIsAnError) {
   const std::string path = ::testing::TempDir() + "minitrain_test_data_does_not_exist.txt";
   const std::string msg = error_of<std::runtime_error>([&] { TextDataset::from_file(path); });
   EXPECT_NE(msg.find(path), std::string::npos) << msg;
-  EXPECT_NE(msg.find("does not exist"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no such file"), std::string::npos) << msg;
 }
 
 TEST(TextDataset, EmptyFileIsAnError) {
@@ -168,6 +171,31 @@ TEST(TextDataset, InvalidUtf8FileNamesFileAndOffset) {
   const std::string msg = error_of<std::invalid_argument>([&] { TextDataset::from_file(file.path()); });
   EXPECT_NE(msg.find(file.path()), std::string::npos) << msg;
   EXPECT_NE(msg.find("byte offset 3"), std::string::npos) << msg;
+}
+
+// A FIFO named as the corpus used to block in open() forever (waiting for a writer): it is refused at once.
+TEST(TextDataset, FifoIsRefusedWithoutWaiting) {
+  const std::string path = ::testing::TempDir() + "minitrain_test_data_fifo_" + std::to_string(::getpid());
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  const std::string msg = error_of<std::runtime_error>([&] { TextDataset::from_file(path); });
+  ::unlink(path.c_str());
+  EXPECT_NE(msg.find(path + ": is a FIFO, not a regular file"), std::string::npos) << msg;
+}
+
+TEST(TextDataset, DirectoryIsRefused) {
+  const std::string msg = error_of<std::runtime_error>([&] { TextDataset::from_file(::testing::TempDir()); });
+  EXPECT_NE(msg.find("is a directory"), std::string::npos) << msg;
+}
+
+// batch_size x block_size overflowed int64 (a crash under --batch_size 2^60) or asked for a vector of
+// exabytes: both are refused before anything is allocated.
+TEST(TextDataset, HugeBatchIsRefusedBeforeAllocating) {
+  const TextDataset ds = TextDataset::from_text(alphabet_text(400));
+  Generator gen(1);
+  const std::string overflow = error_of<std::invalid_argument>([&] { ds.get_batch(Split::Train, int64_t{1} << 60, 16, gen); });
+  EXPECT_NE(overflow.find("batch_size 1152921504606846976 x block_size 16"), std::string::npos) << overflow;
+  const std::string large = error_of<std::invalid_argument>([&] { ds.get_batch(Split::Train, int64_t{1} << 28, 16, gen); });
+  EXPECT_NE(large.find("tokens a batch may hold"), std::string::npos) << large;
 }
 
 TEST(TextDataset, GivenTokenizerMustCoverTheText) {

@@ -21,7 +21,9 @@ class Generator {
   // The whole state, for checkpoints: restoring it continues the same stream.
   using State = std::array<uint64_t, 4>;
   State state() const { return s_; }
-  void set_state(const State& state) { s_ = state; }
+  // Throws std::invalid_argument for the all-zero state, from which xoshiro256** returns 0 forever
+  // (a seeded generator never reaches it; only a tampered checkpoint can hold it).
+  void set_state(const State& state);
 
  private:
   State s_{};

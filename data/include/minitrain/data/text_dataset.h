@@ -41,9 +41,13 @@ class TextDataset {
   int64_t size(Split split) const;  // tokens in the split
   std::vector<int64_t> tokens(Split split) const;
 
+  // The most tokens one batch may hold (2^31): far above any batch that fits a model in memory, and
+  // small enough that batch_size x block_size and its byte size never overflow.
+  static constexpr int64_t kMaxBatchTokens = int64_t{1} << 31;
   // x, y: (batch_size, block_size). Window starts are gen.randint(0, size(split) - block_size), one
   // per row in order. Throws std::invalid_argument when batch_size or block_size is not positive or
-  // when the split holds fewer than block_size + 1 tokens.
+  // when the split holds fewer than block_size + 1 tokens, or batch_size x block_size exceeds
+  // kMaxBatchTokens.
   Batch get_batch(Split split, int64_t batch_size, int64_t block_size, Generator& gen) const;
 
  private:
