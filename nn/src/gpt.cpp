@@ -42,6 +42,7 @@ void GPTConfig::validate() const {
   if (!(dropout >= 0 && dropout < 1)) throw std::invalid_argument("GPTConfig: dropout must be in [0, 1), got " + std::to_string(dropout));
   if (!std::isnan(attention_scale) && !std::isfinite(attention_scale))
     throw std::invalid_argument("GPTConfig: attention_scale must be finite");
+  GPT::expected_num_parameters(*this);  // throws when the sizes' products overflow
 }
 
 Block::Block(const GPTConfig& c, std::shared_ptr<Generator> dropout_gen, Generator* init_gen) : Module("Block") {
@@ -207,12 +208,57 @@ std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t m
 }
 
 int64_t GPT::expected_num_parameters(const GPTConfig& c) {
-  const int64_t C = c.n_embd, b = c.bias ? 1 : 0;
-  const int64_t layer_norm = C + b * C;
-  const int64_t attn = C * 3 * C + b * 3 * C + C * C + b * C;
-  const int64_t mlp = C * 4 * C + b * 4 * C + 4 * C * C + b * C;
-  const int64_t positions = c.positional == PositionalEncoding::Learned ? c.block_size * C : 0;
-  return c.vocab_size * C + positions + c.n_layer * (2 * layer_norm + attn + mlp) + layer_norm;
+  // Checked arithmetic: a config read from a file may hold sizes whose products overflow int64.
+  bool overflow = false;
+  auto mul = [&](int64_t a, int64_t b) {
+    int64_t r = 0;
+    overflow |= __builtin_mul_overflow(a, b, &r);
+    return r;
+  };
+  auto add = [&](int64_t a, int64_t b) {
+    int64_t r = 0;
+    overflow |= __builtin_add_overflow(a, b, &r);
+    return r;
+  };
+  const int64_t C = c.n_embd, b = c.bias ? 1 : 0, CC = mul(C, C);
+  const int64_t layer_norm = add(C, mul(b, C));
+  const int64_t attn = add(mul(4, CC), mul(b, mul(4, C)));  // c_attn (C, 3C) and c_proj (C, C)
+  const int64_t mlp = add(mul(8, CC), mul(b, mul(5, C)));   // c_fc (C, 4C) and c_proj (4C, C)
+  const int64_t positions = c.positional == PositionalEncoding::Learned ? mul(c.block_size, C) : 0;
+  const int64_t per_layer = add(add(mul(2, layer_norm), attn), mlp);
+  const int64_t total = add(add(add(mul(c.vocab_size, C), positions), mul(c.n_layer, per_layer)), layer_norm);
+  if (overflow)
+    throw std::invalid_argument("GPTConfig: the parameter count of n_layer " + std::to_string(c.n_layer) + ", n_embd " +
+                                std::to_string(c.n_embd) + ", vocab_size " + std::to_string(c.vocab_size) +
+                                ", block_size " + std::to_string(c.block_size) + " overflows int64");
+  return total;
+}
+
+std::map<std::string, Shape> GPT::parameter_shapes(const GPTConfig& c) {
+  const int64_t C = c.n_embd;
+  std::map<std::string, Shape> shapes;
+  auto linear = [&](const std::string& name, int64_t in, int64_t out, bool bias) {
+    shapes[name + ".weight"] = {out, in};
+    if (bias) shapes[name + ".bias"] = {out};
+  };
+  auto layer_norm = [&](const std::string& name) {
+    shapes[name + ".weight"] = {C};
+    if (c.bias) shapes[name + ".bias"] = {C};
+  };
+  shapes["transformer.wte.weight"] = {c.vocab_size, C};
+  if (c.positional == PositionalEncoding::Learned) shapes["transformer.wpe.weight"] = {c.block_size, C};
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const std::string block = "transformer.h." + std::to_string(i) + ".";
+    layer_norm(block + "ln_1");
+    linear(block + "attn.c_attn", C, 3 * C, c.bias);
+    linear(block + "attn.c_proj", C, C, c.bias);
+    layer_norm(block + "ln_2");
+    linear(block + "mlp.c_fc", C, 4 * C, c.bias);
+    linear(block + "mlp.c_proj", 4 * C, C, c.bias);
+  }
+  layer_norm("transformer.ln_f");
+  shapes["lm_head.weight"] = {c.vocab_size, C};  // tied: the same tensor as transformer.wte.weight
+  return shapes;
 }
 
 }  // namespace minitrain::nn

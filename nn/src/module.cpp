@@ -3,6 +3,7 @@
 
 #include <minitrain/core/ops.h>
 
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <unordered_set>
@@ -117,6 +118,18 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
   if (strict && !missing.empty()) problems += " missing: " + join(missing) + ";";
   if (strict && !unexpected.empty()) problems += " unexpected: " + join(unexpected) + ";";
   if (!problems.empty()) throw std::invalid_argument("load_state_dict (" + type_name_ + "):" + problems);
+  // Tied parameters (one tensor under two names, as the GPT's lm_head.weight and wte.weight) can hold only
+  // one value: a state dict giving them different values is refused rather than letting the last name win.
+  std::map<const TensorImpl*, std::string> first_name;  // each storage's first name in the model
+  for (const auto& [name, t] : own) {
+    auto [it, fresh] = first_name.emplace(t.impl(), name);
+    if (fresh) continue;
+    auto sa = state.find(it->second), sb = state.find(name);
+    if (sa == state.end() || sb == state.end()) continue;
+    if (sa->second.to_vector<double>() != sb->second.to_vector<double>())
+      throw std::invalid_argument("load_state_dict (" + type_name_ + "): '" + it->second + "' and '" + name +
+                                  "' are one tied tensor in the model but differ in the state dict");
+  }
   NoGradGuard no_grad;
   for (auto& [name, t] : own) {
     auto it = state.find(name);

@@ -6,6 +6,8 @@
 #include <minitrain/nn/containers.h>
 #include <minitrain/nn/layers.h>
 
+#include <map>
+#include <string>
 #include <vector>
 
 namespace minitrain::nn {
@@ -70,8 +72,13 @@ class GPT : public Module {
   void set_attention_path(AttentionPath path);
   const GPTConfig& config() const { return config_; }
   Generator& dropout_generator() { return *dropout_gen_; }
-  // The closed-form parameter count (tied LM head counted once).
+  // The closed-form parameter count (tied LM head counted once); throws std::invalid_argument when it
+  // overflows int64.
   static int64_t expected_num_parameters(const GPTConfig& config);
+  // Every tensor of state_dict() by name with its shape (lm_head.weight included), in closed form: what a
+  // file must hold for this config, known before anything is allocated. Call it after
+  // expected_num_parameters has accepted the config (it lists 12 * n_layer + 5 entries or so).
+  static std::map<std::string, Shape> parameter_shapes(const GPTConfig& config);
 
   std::shared_ptr<Module> transformer;
   std::shared_ptr<Embedding> wte, wpe;  // wpe is null with sinusoidal positions
