@@ -2,6 +2,7 @@
 
 #include <minitrain/core/safetensors.h>
 
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
@@ -27,22 +28,35 @@ Generator::State decode_state(const std::string& text, const std::string& path, 
     throw std::runtime_error(path + ": generator state '" + name + "' is not 64 hex digits");
   Generator::State s{};
   for (int i = 0; i < 4; ++i) s[i] = std::stoull(text.substr(16 * i, 16), nullptr, 16);
+  if (s == Generator::State{})
+    throw std::runtime_error(path + ": generator state '" + name + "' is all zeros (xoshiro256** would only return 0)");
   return s;
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 
-int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& path) {
+// A non-negative integer field of the metadata, as save_checkpoint writes it (decimal digits only).
+int64_t parse_count(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& path) {
   auto it = meta.find(key);
   if (it == meta.end()) throw std::runtime_error(path + ": checkpoint metadata lacks '" + key + "'");
+  const std::string& text = it->second;
   try {
-    std::size_t used = 0;
-    const long long v = std::stoll(it->second, &used);
-    if (used != it->second.size()) throw std::invalid_argument("trailing characters");
-    return v;
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
+      throw std::invalid_argument("not digits");
+    return static_cast<int64_t>(std::stoll(text));
   } catch (const std::exception&) {
-    throw std::runtime_error(path + ": checkpoint metadata '" + key + "' is not an integer: '" + it->second + "'");
+    throw std::runtime_error(path + ": checkpoint metadata '" + key + "' must be a non-negative integer, got '" +
+                             text.substr(0, 40) + "'");
   }
+}
+
+// The first element of `t` that is NaN or infinite, or -1. Weights like that would train to NaN at once
+// (or, in sample, print garbage), so a checkpoint holding one is refused.
+int64_t first_non_finite(const Tensor& t) {
+  const std::vector<double> values = t.to_vector<double>();
+  for (std::size_t i = 0; i < values.size(); ++i)
+    if (!std::isfinite(values[i])) return static_cast<int64_t>(i);
+  return -1;
 }
 }  // namespace
 
@@ -62,13 +76,27 @@ void save_checkpoint(const std::string& path, int64_t iter, const nn::Module& mo
   save_safetensors(path, tensors, meta);
 }
 
-CheckpointContents load_checkpoint(const std::string& path) {
-  SafeTensors file = load_safetensors(path);
-  if (!file.metadata.count(kFormatKey))
+void check_finite_tensors(const std::map<std::string, Tensor>& tensors, const std::string& source) {
+  for (const auto& [name, t] : tensors) {
+    const int64_t bad = first_non_finite(t);
+    if (bad >= 0)
+      throw std::runtime_error(source + ": tensor '" + name + "' holds a non-finite value (" +
+                               std::to_string(t.to_vector<double>()[static_cast<std::size_t>(bad)]) + ") at element " +
+                               std::to_string(bad));
+  }
+}
+
+CheckpointContents checkpoint_from_safetensors(SafeTensors file, const std::string& path) {
+  auto format = file.metadata.find(kFormatKey);
+  if (format == file.metadata.end())
     throw std::runtime_error(path + ": not a minitrain checkpoint (no '" + std::string(kFormatKey) + "' in metadata)");
+  if (format->second != "1")
+    throw std::runtime_error(path + ": '" + std::string(kFormatKey) + "' is '" + format->second.substr(0, 40) +
+                             "'; this version reads format 1 only");
   CheckpointContents c;
-  c.iter = parse_int(file.metadata, "iter", path);
-  if (file.metadata.count("optimizer.steps")) c.optimizer_steps = parse_int(file.metadata, "optimizer.steps", path);
+  c.path = path;
+  c.iter = parse_count(file.metadata, "iter", path);
+  check_finite_tensors(file.tensors, path);
   for (auto& [name, t] : file.tensors) {
     if (starts_with(name, kModelPrefix))
       c.model[name.substr(6)] = t;
@@ -77,6 +105,9 @@ CheckpointContents load_checkpoint(const std::string& path) {
     else
       throw std::runtime_error(path + ": unexpected tensor '" + name + "' in checkpoint");
   }
+  // Optimizer moments without a step count would restart bias correction at step 1.
+  if (!c.optimizer.empty() || file.metadata.count("optimizer.steps"))
+    c.optimizer_steps = parse_count(file.metadata, "optimizer.steps", path);
   for (auto& [key, value] : file.metadata) {
     if (starts_with(key, kRngPrefix))
       c.generators[key.substr(4)] = decode_state(value, path, key.substr(4));
@@ -84,6 +115,16 @@ CheckpointContents load_checkpoint(const std::string& path) {
       c.metadata[key] = value;
   }
   return c;
+}
+
+CheckpointContents load_checkpoint(const std::string& path) {
+  return checkpoint_from_safetensors(load_safetensors(path), path);
+}
+
+const std::string& CheckpointContents::metadata_value(const std::string& key) const {
+  auto it = metadata.find(key);
+  if (it == metadata.end()) throw std::runtime_error(path + ": the checkpoint has no '" + key + "' in its metadata");
+  return it->second;
 }
 
 void restore_checkpoint(const CheckpointContents& c, nn::Module& model, Optimizer* optimizer,

@@ -1,6 +1,7 @@
 #include <minitrain/train/nanogpt_io.h>
 
 #include <minitrain/core/safetensors.h>
+#include <minitrain/train/checkpoint.h>
 #include <minitrain/train/gpt_config_io.h>
 
 #include "config_json.h"
@@ -93,6 +94,7 @@ void export_nanogpt(const std::string& path, const nn::GPT& model,
 
 std::unique_ptr<nn::GPT> gpt_from_nanogpt(const nn::StateDict& tensors, const std::string& config_json,
                                           int64_t n_head, const std::string& source) {
+  check_finite_tensors(tensors, source);
   nn::StateDict state;
   for (const auto& [name, t] : tensors)
     if (!(ends_with(name, ".attn.bias") && t.dim() == 4)) state[name] = t;  // nanoGPT's causal-mask buffers
@@ -108,6 +110,7 @@ std::unique_ptr<nn::GPT> gpt_from_nanogpt(const nn::StateDict& tensors, const st
   try {
     const nn::GPTConfig config =
         config_json.empty() ? infer_config(state, n_head, source) : nanogpt_config_from_json(config_json);
+    check_config_matches_tensors(config, state, source);  // before the model is allocated
     auto model = std::make_unique<nn::GPT>(config);
     model->to(state[kWte].dtype());
     model->load_state_dict(state, /*strict=*/true);
