@@ -1,6 +1,7 @@
 #include <minitrain/train/trainer.h>
 
 #include <minitrain/core/ops.h>
+#include <minitrain/core/regular_file.h>
 #include <minitrain/train/checkpoint.h>
 #include <minitrain/train/metrics.h>
 
@@ -27,6 +28,32 @@ std::string format_duration(double seconds) {
 }
 }  // namespace
 
+void TrainOptions::validate() const {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("TrainOptions: " + what); };
+  auto positive = [&](int64_t v, const char* name) {
+    if (v <= 0) fail(std::string(name) + " must be positive, got " + std::to_string(v));
+  };
+  auto in_range = [&](double v, double lo, double hi, const char* name) {
+    if (!(std::isfinite(v) && v >= lo && v <= hi))
+      fail(std::string(name) + " must be a finite number in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+           "], got " + std::to_string(v));
+  };
+  if (max_iters < 0) fail("max_iters must not be negative, got " + std::to_string(max_iters));
+  if (warmup_iters < 0) fail("warmup_iters must not be negative, got " + std::to_string(warmup_iters));
+  positive(eval_interval, "eval_interval");
+  positive(eval_iters, "eval_iters");
+  positive(log_interval, "log_interval");
+  positive(gradient_accumulation_steps, "gradient_accumulation_steps");
+  positive(lr_decay_iters, "lr_decay_iters");
+  in_range(learning_rate, 0, 1e9, "learning_rate");
+  in_range(min_lr, 0, 1e9, "min_lr");
+  in_range(weight_decay, 0, 1e9, "weight_decay");
+  in_range(beta1, 0, std::nextafter(1.0, 0.0), "beta1");
+  in_range(beta2, 0, std::nextafter(1.0, 0.0), "beta2");
+  in_range(grad_clip, 0, 1e300, "grad_clip");
+  if (resume && overwrite) fail("resume and overwrite exclude each other");
+}
+
 Trainer::Trainer(nn::Module& model, LossFn loss_fn, BatchSource batches, TrainOptions options,
                  std::map<std::string, Generator*> generators, std::map<std::string, std::string> metadata)
     : model_(model),
@@ -36,6 +63,7 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, BatchSource batches, TrainOp
       generators_(std::move(generators)),
       metadata_(std::move(metadata)),
       data_gen_(options_.seed) {
+  options_.validate();
   AdamWOptions adam;
   adam.lr = options_.learning_rate;
   adam.beta1 = options_.beta1;
@@ -50,9 +78,43 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, BatchSource batches, TrainOp
 std::string Trainer::checkpoint_path() const { return (std::filesystem::path(options_.out_dir) / "ckpt.safetensors").string(); }
 
 void Trainer::save(int64_t iter) {
+  if (comm_->is_root()) {
+    std::map<std::string, const Generator*> gens(generators_.begin(), generators_.end());
+    save_checkpoint(checkpoint_path(), iter, model_, optimizer_.get(), gens, metadata_);
+  }
+  last_saved_iter_ = iter;
+}
+
+std::string Trainer::kept_checkpoint() const {
+  if (last_saved_iter_ < 0) return "no checkpoint was written by this run";
+  return "the last good checkpoint, from iter " + std::to_string(last_saved_iter_) + ", is kept at " + checkpoint_path();
+}
+
+// Every rank holds the same weights, so every rank reaches the same verdict and they stop together.
+void Trainer::check_finite_weights(int64_t iter, bool live) {
+  for (const auto& [name, p] : model_.named_parameters())
+    for (double v : p.to_vector<double>())
+      if (!std::isfinite(v)) {
+        if (live) std::printf("\n");
+        throw TrainingDiverged("training stopped at iter " + std::to_string(iter) + ": parameter '" + name +
+                               "' is not finite; nothing was saved from it; " + kept_checkpoint());
+      }
+}
+
+void Trainer::prepare_out_dir() {
+  std::error_code ec;
+  // Checked on every rank (all of them see out_dir when resuming), so that they all stop together.
+  if (!options_.resume && !options_.overwrite && std::filesystem::exists(checkpoint_path(), ec))
+    throw std::runtime_error(checkpoint_path() + " already exists: continue it with --resume, or replace it with "
+                             "--overwrite (TrainOptions::resume / overwrite)");
   if (!comm_->is_root()) return;
-  std::map<std::string, const Generator*> gens(generators_.begin(), generators_.end());
-  save_checkpoint(checkpoint_path(), iter, model_, optimizer_.get(), gens, metadata_);
+  std::filesystem::create_directories(options_.out_dir);
+  const int stale = remove_stale_temporaries(checkpoint_path());
+  if (stale > 0)
+    spdlog::info("removed {} temporary checkpoint file{} left by killed runs in {}", stale, stale == 1 ? "" : "s",
+                 options_.out_dir);
+  // A fresh run's metrics start afresh too (the old rows would mix two runs in one curve).
+  if (!options_.resume) std::filesystem::remove(std::filesystem::path(options_.out_dir) / "metrics.csv", ec);
 }
 
 TokenBatch Trainer::draw(bool train_split, Generator& gen) {
@@ -75,8 +137,7 @@ void Trainer::diverged(int64_t iter, const std::vector<double>& loss_and_finite,
   if (what.empty())
     what = "gradient norm is not finite after averaging over " + std::to_string(comm_->size()) + " ranks (grad norm " +
            std::to_string(norm) + ")";
-  throw TrainingDiverged("training stopped at iter " + std::to_string(iter) + ": " + what +
-                         "; the last good checkpoint is kept at " + checkpoint_path());
+  throw TrainingDiverged("training stopped at iter " + std::to_string(iter) + ": " + what + "; " + kept_checkpoint());
 }
 
 std::pair<double, double> Trainer::estimate_loss() {
@@ -118,12 +179,13 @@ double Trainer::accumulate_gradients(const std::vector<TokenBatch>& micro_batche
 
 TrainResult Trainer::run() {
   const bool root = comm_->is_root();
-  if (root) std::filesystem::create_directories(options_.out_dir);
+  prepare_out_dir();
   int64_t iter = 0;
   if (options_.resume) {  // every rank reads the checkpoint (out_dir must be visible to all of them)
     CheckpointContents c = load_checkpoint(checkpoint_path());
     restore_checkpoint(c, model_, optimizer_.get(), generators_);
     iter = c.iter;
+    last_saved_iter_ = iter;
     if (root) spdlog::info("resumed from {} at iter {}", checkpoint_path(), iter);
   }
   if (comm_->distributed()) comm_->broadcast(model_.parameters());  // rank 0's parameters everywhere
@@ -157,7 +219,16 @@ TrainResult Trainer::run() {
       m.train_eval = train_loss;
       m.val_eval = val_loss;
       if (metrics) metrics->append(m);
+      // Evaluation runs before the step's own divergence check, so a model that diverged in the last
+      // step shows up here first: never save it, and never call it good.
+      if (!std::isfinite(train_loss) || !std::isfinite(val_loss)) {
+        optimizer_->zero_grad();
+        throw TrainingDiverged("training stopped at iter " + std::to_string(iter) +
+                               ": the evaluation loss is not finite (train " + std::to_string(train_loss) + ", val " +
+                               std::to_string(val_loss) + "); " + kept_checkpoint());
+      }
       if (iter > first_iter || iter == options_.max_iters) {
+        check_finite_weights(iter, live);
         save(iter);
         result.checkpoint = checkpoint_path();
       }
@@ -187,7 +258,7 @@ TrainResult Trainer::run() {
       throw TrainingDiverged("training stopped at iter " + std::to_string(iter) + ": " +
                              (!std::isfinite(loss) ? "loss" : "gradient norm") + " is not finite (loss " +
                              std::to_string(loss) + ", grad norm " + std::to_string(norm) +
-                             "); the last good checkpoint is kept at " + checkpoint_path());
+                             "); " + kept_checkpoint());
     }
     optimizer_->step();
     optimizer_->zero_grad();

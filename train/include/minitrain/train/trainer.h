@@ -26,6 +26,9 @@ struct TrainOptions {
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.99, grad_clip = 1.0;
   std::string out_dir = "out";
   bool resume = false;
+  // A fresh run (resume false) refuses to start when out_dir already holds a checkpoint, unless this is
+  // set: replacing a long run's checkpoint by iteration 5 of a new one must be asked for.
+  bool overwrite = false;
   uint64_t seed = 1337;
   double entropy_floor = NAN;  // shown beside the val loss when known
   bool progress = true;        // a live progress line when stdout is a terminal
@@ -34,6 +37,10 @@ struct TrainOptions {
   // gradients and eval losses are averaged across ranks; rank 0 alone logs and writes checkpoints and
   // metrics. nullptr (or one rank): this process alone, exactly as before.
   Communicator* communicator = nullptr;
+
+  // Throws std::invalid_argument naming the first option outside its domain (a zero interval, a NaN
+  // learning rate, a beta outside [0, 1), ...). The Trainer calls it before anything else.
+  void validate() const;
 };
 
 struct TokenBatch {
@@ -52,8 +59,10 @@ struct TrainResult {
   std::string checkpoint;
 };
 
-// Thrown when the loss or gradient norm stops being finite (on every rank at once, naming the rank
-// whose loss or gradients were not finite); the last good checkpoint is kept.
+// Thrown when the loss, the gradient norm, an evaluation or the weights stop being finite (on every rank
+// at once, naming the rank whose loss or gradients were not finite). Nothing is saved from non-finite
+// weights or after a non-finite evaluation: the message names the checkpoint actually kept (file and
+// iteration) or says that this run wrote none.
 struct TrainingDiverged : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -84,6 +93,9 @@ class Trainer {
 
  private:
   void save(int64_t iter);
+  void prepare_out_dir();             // refuses to replace a checkpoint, removes dead writers' temporaries
+  std::string kept_checkpoint() const;  // "the last good checkpoint, iter N, is kept at PATH" or "none"
+  void check_finite_weights(int64_t iter, bool live);
   TokenBatch draw(bool train_split, Generator& gen);  // this rank's rows of the next global batch
   [[noreturn]] void diverged(int64_t iter, const std::vector<double>& loss_and_finite, double norm, bool live);
   nn::Module& model_;
@@ -98,6 +110,7 @@ class Trainer {
   Communicator* comm_;     // never null
   std::unique_ptr<GradientAverager> averager_;  // only with more than one rank
   std::function<void(int64_t, double)> on_step_;
+  int64_t last_saved_iter_ = -1;  // the iteration of the checkpoint on disk from this run (or resumed), -1: none
 };
 
 }  // namespace minitrain::train
