@@ -9,6 +9,10 @@
 #include <minitrain/nn/layers.h>
 #include <minitrain/train/optimizer.h>
 
+#include "cli_checks.h"
+
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <iostream>
 
@@ -54,14 +58,20 @@ std::pair<Indices, Indices> make_batch(int64_t batch, int64_t len, Generator& ge
   return {x, y};
 }
 
-int main() {
-  nn::manual_seed(0);
+int main(int argc, char** argv) {
+  int64_t steps = 600;
+  uint64_t seed = 0;
+  CLI::App app{"Train a small attention model to output the running maximum of 8 digits"};
+  app.add_option("--steps", steps, "training steps")->check(examples::integer_in(0, 1'000'000))->capture_default_str();
+  app.add_option("--seed", seed, "initial weights")->check(examples::seed_value())->capture_default_str();
+  CLI11_PARSE(app, argc, argv);  // unknown flags and stray arguments are refused, not ignored
+  nn::manual_seed(seed);
   RunningMax model(10, 8, 32);
   std::cout << model.summary();
   train::AdamW optimizer(model.named_parameters(), {3e-3, 0.9, 0.99, 1e-8, 0.0});
   Generator gen(1);
   // 3. The loop: forward, loss, backward, clip, step.
-  for (int step = 0; step <= 600; ++step) {
+  for (int64_t step = 0; step <= steps; ++step) {
     auto [x, y] = make_batch(32, 8, gen);
     Tensor loss = cross_entropy(model.forward(x), y);
     loss.backward();

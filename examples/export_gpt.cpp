@@ -36,6 +36,15 @@ void write_probe(nn::GPT& model, const std::string& path) {
                    {{"config", train::nanogpt_config_to_json(model.config())}});
 }
 
+// Whether two paths name one file: the same file on disk when both exist, else the same normalised path
+// (so "out/./ckpt.safetensors" and "out/ckpt.safetensors" agree before either exists).
+bool same_file(const std::string& a, const std::string& b) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
+  return fs::weakly_canonical(fs::absolute(a), ec) == fs::weakly_canonical(fs::absolute(b), ec);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -48,10 +57,16 @@ int main(int argc, char** argv) {
   try {
     const std::string ckpt = (std::filesystem::path(out_dir) / "ckpt.safetensors").string();
     if (output.empty()) output = (std::filesystem::path(out_dir) / "model.safetensors").string();
-    train::CheckpointContents c = train::load_checkpoint(ckpt);
-    auto config_it = c.metadata.find("gpt_config");
-    if (config_it == c.metadata.end()) throw std::runtime_error(ckpt + ": no \"gpt_config\" in the metadata");
-    nn::GPT model(train::gpt_config_from_json(config_it->second));
+    // The export must never replace the training checkpoint it reads, nor the probe the export itself.
+    if (same_file(output, ckpt)) throw std::invalid_argument("--output " + output + " is the training checkpoint " + ckpt);
+    if (!probe.empty() && same_file(probe, ckpt))
+      throw std::invalid_argument("--probe " + probe + " is the training checkpoint " + ckpt);
+    if (!probe.empty() && same_file(probe, output))
+      throw std::invalid_argument("--probe " + probe + " is the same file as --output " + output);
+    const train::CheckpointContents c = train::load_checkpoint(ckpt);
+    const nn::GPTConfig config = train::gpt_config_from_json(c.metadata_value("gpt_config"));
+    train::check_config_matches_tensors(config, c.model, c.path);  // before the model is allocated
+    nn::GPT model(config);
     model.load_state_dict(c.model);
     std::map<std::string, std::string> extra;
     if (c.metadata.count("tokenizer")) extra["tokenizer"] = c.metadata.at("tokenizer");

@@ -9,6 +9,8 @@
 #include <minitrain/train/gpt_config_io.h>
 #include <minitrain/train/nanogpt_io.h>
 
+#include "cli_checks.h"
+
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
@@ -25,16 +27,19 @@ int main(int argc, char** argv) {
   CLI::App app{"Generate text from a minitrain GPT checkpoint"};
   app.add_option("--out_dir", out_dir, "directory holding ckpt.safetensors")->capture_default_str();
   app.add_option("--prompt", prompt, "text to continue (every character must be in the vocabulary)");
-  app.add_option("--max_new_tokens", max_new_tokens, "characters to generate")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--temperature", temperature, "0 is greedy")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--top_k", top_k, "sample among the k likeliest (0: all)")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--seed", seed, "sampling seed")->capture_default_str();
+  app.add_option("--max_new_tokens", max_new_tokens, "characters to generate")
+      ->check(examples::integer_in(0, 10'000'000))->capture_default_str();
+  app.add_option("--temperature", temperature, "0 is greedy")->check(examples::number_in(0, 1e6))->capture_default_str();
+  app.add_option("--top_k", top_k, "sample among the k likeliest (0: all)")
+      ->check(examples::integer_in(0, int64_t{1} << 31))->capture_default_str();
+  app.add_option("--seed", seed, "sampling seed")->check(examples::seed_value())->capture_default_str();
   app.add_option("--import", import_path, "a nanoGPT state dict (safetensors, e.g. written by PyTorch) instead of a checkpoint");
-  app.add_option("--n_head", n_head, "with --import: heads, when the file has no \"config\" metadata")->check(CLI::PositiveNumber);
+  app.add_option("--n_head", n_head, "with --import: heads, when the file has no \"config\" metadata")
+      ->check(examples::integer_in(1, int64_t{1} << 20));
   CLI11_PARSE(app, argc, argv);
   try {
     std::unique_ptr<nn::GPT> model;
-    std::string vocabulary;
+    std::string vocabulary, source;
     if (!import_path.empty()) {
       train::ImportedGPT imported = train::import_nanogpt(import_path, n_head);
       auto it = imported.metadata.find("tokenizer");
@@ -43,16 +48,22 @@ int main(int argc, char** argv) {
                                     "in id order), so token ids cannot be turned into text");
       model = std::move(imported.model);
       vocabulary = it->second;
+      source = import_path;
     } else {
-      train::CheckpointContents c = train::load_checkpoint((std::filesystem::path(out_dir) / "ckpt.safetensors").string());
-      model = std::make_unique<nn::GPT>(train::gpt_config_from_json(c.metadata.at("gpt_config")));
+      const train::CheckpointContents c =
+          train::load_checkpoint((std::filesystem::path(out_dir) / "ckpt.safetensors").string());
+      const nn::GPTConfig config = train::gpt_config_from_json(c.metadata_value("gpt_config"));
+      vocabulary = c.metadata_value("tokenizer");
+      train::check_config_matches_tensors(config, c.model, c.path);  // before the model is allocated
+      model = std::make_unique<nn::GPT>(config);
       model->load_state_dict(c.model);
-      vocabulary = c.metadata.at("tokenizer");
+      source = c.path;
     }
     const data::CharTokenizer tokenizer = data::CharTokenizer::from_string(vocabulary);
-    if (tokenizer.vocab_size() > model->config().vocab_size)
-      throw std::invalid_argument("the vocabulary has " + std::to_string(tokenizer.vocab_size()) +
-                                  " characters but the model only " + std::to_string(model->config().vocab_size) + " tokens");
+    // Every id the model can produce must decode (checked before generating, not after).
+    if (tokenizer.vocab_size() != model->config().vocab_size)
+      throw std::invalid_argument(source + ": the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
+                                  " characters but the model " + std::to_string(model->config().vocab_size) + " tokens");
     std::vector<int64_t> ids = tokenizer.encode(prompt);
     if (ids.empty()) throw std::invalid_argument("--prompt is empty");
     Generator gen(seed);

@@ -5,6 +5,7 @@
 //   ./build/examples/train_gpt --max_iters 5000 --out_dir out-big
 //   ./build/examples/train_gpt --resume --out_dir out  # continue from out/ckpt.safetensors
 //   mpirun -np 2 ./build/examples/train_gpt            # data-parallel: --batch_size is split across ranks
+#include <minitrain/core/regular_file.h>
 #include <minitrain/core/threads.h>
 #include <minitrain/data/text_dataset.h>
 #include <minitrain/data/toy_corpus.h>
@@ -14,10 +15,15 @@
 #include <minitrain/train/gpt_config_io.h>
 #include <minitrain/train/trainer.h>
 
+#include "cli_checks.h"
+
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -35,15 +41,79 @@ struct Flags {
   int64_t sample_chars = 300;
 };
 
-// One clear line for each invalid combination (CLI11 checks types and ranges).
+// Upper limits of the flags: far beyond what this machine can train, and small enough that no product
+// of them overflows (the memory check below then decides what actually fits).
+constexpr int64_t kMaxSize = int64_t{1} << 20;        // n_layer, n_head, n_embd, block_size, batch_size
+constexpr int64_t kMaxIters = 1'000'000'000'000;      // max_iters and the other iteration counts
+constexpr int64_t kMaxEvalIters = 1'000'000;          // batches per evaluation (each is a forward pass)
+constexpr int64_t kMaxAccumulation = 1'000'000;
+constexpr int64_t kMaxSampleChars = 10'000'000;
+
+// One clear line for each invalid combination (the validators check each flag's type and range).
 void validate(const Flags& f) {
   auto fail = [](const std::string& what) { throw CLI::ValidationError(what); };
   if (f.model.n_embd % f.model.n_head != 0)
     fail("--n_embd " + std::to_string(f.model.n_embd) + " is not divisible by --n_head " + std::to_string(f.model.n_head));
   if (f.train.lr_decay_iters <= f.train.warmup_iters)
     fail("--lr_decay_iters must be larger than --warmup_iters");
-  if (!std::filesystem::is_regular_file(f.data)) fail("--data: no such file: " + f.data);
-  if (std::filesystem::file_size(f.data) == 0) fail("--data: the file is empty: " + f.data);
+  const std::string problem = regular_file_problem(f.data);
+  if (!problem.empty()) fail("--data " + f.data + ": " + problem);
+}
+
+std::string bytes_text(double bytes) {
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 6) bytes /= 1024, ++u;
+  char buf[48];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
+// Refuses, before anything is allocated, a model and batch whose training would need more memory than
+// this machine has. A rough count (float32): weights, gradients and two AdamW moments; per layer about
+// 18 C-wide activations and the T x T attention weights of every head, kept for backward; logits, their
+// softmax and gradient. Computed in floating point, so no size can overflow it.
+void check_memory(const Flags& f, int64_t micro_batch) {
+  const nn::GPTConfig& c = f.model;
+  const double B = static_cast<double>(micro_batch), T = static_cast<double>(c.block_size);
+  const double C = static_cast<double>(c.n_embd), H = static_cast<double>(c.n_head);
+  double params = 0;
+  try {
+    params = static_cast<double>(nn::GPT::expected_num_parameters(c));
+  } catch (const std::invalid_argument&) {
+    params = INFINITY;
+  }
+  const double weights = 4.0 * 4.0 * params;
+  const double activations = 4.0 * (static_cast<double>(c.n_layer) * B * T * (18.0 * C + H * T) +
+                                    3.0 * B * T * static_cast<double>(c.vocab_size));
+  const double need = weights + activations;
+  const double have = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  if (need <= have) return;
+  throw std::invalid_argument(
+      "--n_layer " + std::to_string(c.n_layer) + " --n_head " + std::to_string(c.n_head) + " --n_embd " +
+      std::to_string(c.n_embd) + " --block_size " + std::to_string(c.block_size) + " --batch_size " +
+      std::to_string(micro_batch) + " (vocabulary " + std::to_string(c.vocab_size) + "): training would need about " +
+      bytes_text(need) + " (weights, gradients and AdamW moments " + bytes_text(weights) + ", activations " +
+      bytes_text(activations) + "), more than this machine's " + bytes_text(have) + " of memory");
+}
+
+// On --resume the model's shape comes from the checkpoint: a shape flag given on the command line that
+// disagrees with it is refused, naming each, rather than silently dropped.
+void check_resume_flags(const CLI::App& app, const nn::GPTConfig& given, const nn::GPTConfig& saved) {
+  std::string differ;
+  auto compare = [&](const char* flag, const std::string& mine, const std::string& theirs) {
+    if (app.count(flag) > 0 && mine != theirs)
+      differ += std::string(differ.empty() ? "" : ", ") + flag + " " + mine + " (checkpoint: " + theirs + ")";
+  };
+  compare("--n_layer", std::to_string(given.n_layer), std::to_string(saved.n_layer));
+  compare("--n_head", std::to_string(given.n_head), std::to_string(saved.n_head));
+  compare("--n_embd", std::to_string(given.n_embd), std::to_string(saved.n_embd));
+  compare("--block_size", std::to_string(given.block_size), std::to_string(saved.block_size));
+  compare("--bias", given.bias ? "true" : "false", saved.bias ? "true" : "false");
+  compare("--dropout", std::to_string(given.dropout), std::to_string(saved.dropout));
+  if (!differ.empty())
+    throw std::invalid_argument("--resume: the model's shape comes from the checkpoint, and these flags differ from "
+                                "it: " + differ + "; drop them or start a new --out_dir");
 }
 
 }  // namespace
@@ -56,40 +126,48 @@ int main(int argc, char** argv) {
   f.train.eval_interval = 250;
   f.train.eval_iters = 20;
   CLI::App app{"Train a character-level GPT (nanoGPT's flags)"};
-  auto pos = CLI::PositiveNumber;
-  app.add_option("--n_layer", f.model.n_layer, "transformer blocks")->check(pos)->capture_default_str();
-  app.add_option("--n_head", f.model.n_head, "attention heads")->check(pos)->capture_default_str();
-  app.add_option("--n_embd", f.model.n_embd, "embedding width")->check(pos)->capture_default_str();
-  app.add_option("--block_size", f.model.block_size, "context length")->check(pos)->capture_default_str();
-  app.add_option("--batch_size", f.batch_size, "sequences per micro-batch (all ranks together under mpirun)")->check(pos)->capture_default_str();
-  app.add_option("--dropout", f.model.dropout, "dropout probability")->check(CLI::Range(0.0, 0.99))->capture_default_str();
+  using examples::integer_in;
+  using examples::number_in;
+  const auto size = integer_in(1, kMaxSize), iters = integer_in(1, kMaxIters);
+  app.add_option("--n_layer", f.model.n_layer, "transformer blocks")->check(size)->capture_default_str();
+  app.add_option("--n_head", f.model.n_head, "attention heads")->check(size)->capture_default_str();
+  app.add_option("--n_embd", f.model.n_embd, "embedding width")->check(size)->capture_default_str();
+  app.add_option("--block_size", f.model.block_size, "context length")->check(size)->capture_default_str();
+  app.add_option("--batch_size", f.batch_size, "sequences per micro-batch (all ranks together under mpirun)")->check(size)->capture_default_str();
+  app.add_option("--dropout", f.model.dropout, "dropout probability")->check(number_in(0.0, 0.99))->capture_default_str();
   app.add_option("--bias", f.model.bias, "biases in Linear and LayerNorm")->capture_default_str();
-  app.add_option("--max_iters", f.train.max_iters, "training iterations")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--lr_decay_iters", f.train.lr_decay_iters, "end of the cosine decay")->check(pos)->capture_default_str();
-  app.add_option("--learning_rate", f.train.learning_rate, "peak learning rate")->check(pos)->capture_default_str();
-  app.add_option("--min_lr", f.train.min_lr, "learning rate after decay")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--warmup_iters", f.train.warmup_iters, "linear warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--weight_decay", f.train.weight_decay, "AdamW weight decay")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--beta1", f.train.beta1, "AdamW beta1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
-  app.add_option("--beta2", f.train.beta2, "AdamW beta2")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
-  app.add_option("--grad_clip", f.train.grad_clip, "clip the global grad norm (0: off)")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--eval_interval", f.train.eval_interval, "iterations between evaluations")->check(pos)->capture_default_str();
-  app.add_option("--eval_iters", f.train.eval_iters, "batches per evaluation")->check(pos)->capture_default_str();
-  app.add_option("--log_interval", f.train.log_interval, "iterations between log lines")->check(pos)->capture_default_str();
-  app.add_option("--gradient_accumulation_steps", f.train.gradient_accumulation_steps, "micro-batches per step")->check(pos)->capture_default_str();
-  app.add_option("--seed", f.train.seed, "fixes every random stream")->capture_default_str();
+  app.add_option("--max_iters", f.train.max_iters, "training iterations")->check(integer_in(0, kMaxIters))->capture_default_str();
+  app.add_option("--lr_decay_iters", f.train.lr_decay_iters, "end of the cosine decay")->check(iters)->capture_default_str();
+  app.add_option("--learning_rate", f.train.learning_rate, "peak learning rate")->check(number_in(1e-12, 1e9))->capture_default_str();
+  app.add_option("--min_lr", f.train.min_lr, "learning rate after decay")->check(number_in(0, 1e9))->capture_default_str();
+  app.add_option("--warmup_iters", f.train.warmup_iters, "linear warmup steps")->check(integer_in(0, kMaxIters))->capture_default_str();
+  app.add_option("--weight_decay", f.train.weight_decay, "AdamW weight decay")->check(number_in(0, 1e3))->capture_default_str();
+  app.add_option("--beta1", f.train.beta1, "AdamW beta1")->check(number_in(0.0, 0.999999))->capture_default_str();
+  app.add_option("--beta2", f.train.beta2, "AdamW beta2")->check(number_in(0.0, 0.999999))->capture_default_str();
+  app.add_option("--grad_clip", f.train.grad_clip, "clip the global grad norm (0: off)")->check(number_in(0, 1e12))->capture_default_str();
+  app.add_option("--eval_interval", f.train.eval_interval, "iterations between evaluations")->check(iters)->capture_default_str();
+  app.add_option("--eval_iters", f.train.eval_iters, "batches per evaluation")->check(integer_in(1, kMaxEvalIters))->capture_default_str();
+  app.add_option("--log_interval", f.train.log_interval, "iterations between log lines")->check(iters)->capture_default_str();
+  app.add_option("--gradient_accumulation_steps", f.train.gradient_accumulation_steps, "micro-batches per step")
+      ->check(integer_in(1, kMaxAccumulation))->capture_default_str();
+  app.add_option("--seed", f.train.seed, "fixes every random stream")->check(examples::seed_value())->capture_default_str();
   app.add_option("--data", f.data, "UTF-8 text file (default: the bundled toy corpus)")->capture_default_str();
   app.add_option("--out_dir", f.train.out_dir, "checkpoint, metrics.csv and loss.png go here")->capture_default_str();
-  app.add_flag("--resume", f.train.resume, "continue from out_dir/ckpt.safetensors");
+  auto* resume = app.add_flag("--resume", f.train.resume, "continue from out_dir/ckpt.safetensors");
+  app.add_flag("--overwrite", f.train.overwrite, "start afresh even though out_dir holds a checkpoint (replacing it)")
+      ->excludes(resume);
   auto* threads = app.add_option("--threads", f.threads, "threads for BLAS and kernels (per rank under mpirun; "
-                                 "default there: the cores shared by the ranks on each machine)")->check(pos)->capture_default_str();
-  app.add_option("--sample_chars", f.sample_chars, "characters to sample at the end")->check(CLI::NonNegativeNumber)->capture_default_str();
+                                 "default there: the cores shared by the ranks on each machine)")->check(integer_in(1, 1024))->capture_default_str();
+  app.add_option("--sample_chars", f.sample_chars, "characters to sample at the end")->check(integer_in(0, kMaxSampleChars))->capture_default_str();
   try {
     app.parse(argc, argv);
     validate(f);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // With SIGXFSZ at its default, a write past `ulimit -f` kills the process silently mid-write; ignored,
+  // the write fails with EFBIG and the checkpoint writer reports it in one line (the old file is kept).
+  std::signal(SIGXFSZ, SIG_IGN);
 
   // Under mpirun every rank runs this program (data parallel); otherwise this is a single process.
   train::Communicator& comm = train::Communicator::world();
@@ -113,18 +191,23 @@ int main(int argc, char** argv) {
     f.model.seed = f.train.seed;
     data::TextDataset dataset = data::TextDataset::from_file(f.data);
     f.model.vocab_size = dataset.vocab_size();
+    if (f.train.resume) {  // the checkpoint's tokenizer and model shape must match this run
+      const train::CheckpointContents c =
+          train::load_checkpoint((std::filesystem::path(f.train.out_dir) / "ckpt.safetensors").string());
+      if (c.metadata_value("tokenizer") != dataset.tokenizer().to_string())
+        throw std::invalid_argument("--resume: the checkpoint's vocabulary differs from " + f.data + "'s");
+      const nn::GPTConfig saved = train::gpt_config_from_json(c.metadata_value("gpt_config"));
+      train::check_config_matches_tensors(saved, c.model, c.path);
+      check_resume_flags(app, f.model, saved);
+      f.model = saved;
+    }
+    // Checked with the block size the model will use (the checkpoint's when resuming), before training.
     for (data::Split split : {data::Split::Train, data::Split::Val})
       if (dataset.size(split) <= f.model.block_size)
         throw std::invalid_argument("--block_size " + std::to_string(f.model.block_size) + " is longer than the " +
                                     data::split_name(split) + " split (" + std::to_string(dataset.size(split)) +
                                     " tokens) of " + f.data);
-    if (f.train.resume) {  // the checkpoint's tokenizer and model shape must match this run
-      train::CheckpointContents c = train::load_checkpoint((std::filesystem::path(f.train.out_dir) / "ckpt.safetensors").string());
-      if (c.metadata["tokenizer"] != dataset.tokenizer().to_string())
-        throw std::invalid_argument("--resume: the checkpoint's vocabulary differs from " + f.data + "'s");
-      const nn::GPTConfig saved = train::gpt_config_from_json(c.metadata["gpt_config"]);
-      f.model = saved;
-    }
+    check_memory(f, f.batch_size / comm.size());
 
     const bool bundled = std::filesystem::equivalent(f.data, MINITRAIN_DEFAULT_CORPUS);
     if (bundled) {
