@@ -1,7 +1,9 @@
 #include <minitrain/train/metrics.h>
 
+#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 namespace minitrain::train {
@@ -21,23 +23,36 @@ void MetricsCsv::append(const StepMetrics& m) {
   out_.flush();
 }
 
-bool plot_loss_curve(const std::string& csv_path, const std::string& png_path, double floor) {
-  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return false;
+GnuplotResult render_loss_curve(const std::string& csv_path, const std::string& png_path, double floor) {
+  // The script holds no file names: they reach gnuplot as ARG1 and ARG2 (gnuplot.h says why).
   const std::string script_path = png_path + ".gp";
-  FILE* f = std::fopen(script_path.c_str(), "w");
-  if (!f) return false;
-  std::fprintf(f,
-               "set datafile separator ','\nset terminal pngcairo size 900,540\nset output '%s'\n"
-               "set xlabel 'iteration'\nset ylabel 'loss (nats/char)'\nset key top right\nset grid\n"
-               "plot '%s' using 1:2 skip 1 with lines lw 1 lc rgb '#9ecae1' title 'train (step)', "
-               "'' using 1:6 skip 1 with linespoints lw 2 lc rgb '#3182bd' title 'train (eval)', "
-               "'' using 1:7 skip 1 with linespoints lw 2 lc rgb '#e6550d' title 'val (eval)'",
-               png_path.c_str(), csv_path.c_str());
-  if (std::isfinite(floor)) std::fprintf(f, ", %f with lines dt 2 lc rgb 'black' title 'corpus entropy'", floor);
-  std::fprintf(f, "\n");
-  std::fclose(f);
-  const std::string cmd = "gnuplot '" + script_path + "' 2>/dev/null";
-  return std::system(cmd.c_str()) == 0;
+  {
+    std::ofstream f(script_path);
+    if (!f) return {GnuplotResult::Status::failed, "cannot write " + script_path + ": " + std::strerror(errno)};
+    f << "# The loss curve of a minitrain run: gnuplot -c <this file> <png> <metrics.csv>\n"
+         "set datafile separator ','\nset terminal pngcairo size 900,540\nset output ARG1\n"
+         "set xlabel 'iteration'\nset ylabel 'loss (nats/char)'\nset key top right\nset grid\n"
+         "plot ARG2 using 1:2 skip 1 with lines lw 1 lc rgb '#9ecae1' title 'train (step)', "
+         "'' using 1:6 skip 1 with linespoints lw 2 lc rgb '#3182bd' title 'train (eval)', "
+         "'' using 1:7 skip 1 with linespoints lw 2 lc rgb '#e6550d' title 'val (eval)'";
+    if (std::isfinite(floor)) {
+      char line[96];
+      std::snprintf(line, sizeof line, ", %f with lines dt 2 lc rgb 'black' title 'corpus entropy'", floor);
+      f << line;
+    }
+    f << '\n';
+    if (!f.flush()) return {GnuplotResult::Status::failed, "cannot write " + script_path + ": " + std::strerror(errno)};
+  }
+  GnuplotResult result = run_gnuplot(script_path, {png_path, csv_path});
+  if (result.status == GnuplotResult::Status::not_installed) {
+    std::error_code ignored;
+    std::filesystem::remove(script_path, ignored);  // without gnuplot, leave nothing behind
+  }
+  return result;
+}
+
+bool plot_loss_curve(const std::string& csv_path, const std::string& png_path, double floor) {
+  return render_loss_curve(csv_path, png_path, floor).ok();
 }
 
 }  // namespace minitrain::train

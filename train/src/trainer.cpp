@@ -295,7 +295,15 @@ TrainResult Trainer::run() {
   result.iters = iter;
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const std::string png = (std::filesystem::path(options_.out_dir) / "loss.png").string();
-  if (metrics && plot_loss_curve(metrics->path(), png, options_.entropy_floor)) spdlog::info("loss curve: {}", png);
+  if (metrics) {
+    const GnuplotResult plot = render_loss_curve(metrics->path(), png, options_.entropy_floor);
+    if (plot.ok())
+      spdlog::info("loss curve: {}", png);
+    else if (plot.status == GnuplotResult::Status::not_installed)
+      spdlog::info("loss curve: not drawn, gnuplot is not installed");
+    else
+      spdlog::warn("loss curve: cannot draw {}: {}", png, plot.error);
+  }
   return result;
 }
 

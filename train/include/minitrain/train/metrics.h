@@ -6,6 +6,8 @@
 #include <fstream>
 #include <string>
 
+#include <minitrain/train/gnuplot.h>
+
 namespace minitrain::train {
 
 struct StepMetrics {
@@ -26,8 +28,13 @@ class MetricsCsv {
   std::ofstream out_;
 };
 
-// Renders train loss and eval losses from the CSV into a PNG, with a horizontal line at `floor`
-// (the corpus entropy) when finite. Returns false (and does nothing) if gnuplot is not installed.
+// Renders train loss and eval losses from the CSV into a PNG, with a horizontal line at `floor` (the
+// corpus entropy) when finite. The gnuplot script is left beside the PNG as `<png>.gp`, to be redrawn
+// with `gnuplot -c <png>.gp <png> <csv>`. If gnuplot is not installed it does nothing and says so in
+// the result; no shell is involved (gnuplot.h).
+GnuplotResult render_loss_curve(const std::string& csv_path, const std::string& png_path, double floor);
+
+// render_loss_curve(...).ok(), for callers that only ask whether a PNG was written.
 bool plot_loss_curve(const std::string& csv_path, const std::string& png_path, double floor);
 
 }  // namespace minitrain::train
