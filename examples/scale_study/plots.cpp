@@ -1,13 +1,15 @@
 #include "plots.h"
 
+#include <minitrain/train/gnuplot.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <unistd.h>
@@ -37,6 +39,8 @@ class Script {
     s_ << "EOD\n";
     return name;
   }
+  // The PNG's name (under the user's --out_dir) reaches gnuplot as ARG1, never through the script text
+  // or a shell (train/gnuplot.h). A plot that fails says why in one line; the others are still drawn.
   bool render(const std::string& png) const {
     const std::filesystem::path script =
         std::filesystem::temp_directory_path() / ("scale_study_" + std::to_string(getpid()) + "_" +
@@ -44,11 +48,12 @@ class Script {
     {
       std::ofstream f(script);
       if (!f) return false;
-      f << "set output '" << png << "'\n" << s_.str();
+      f << "set output ARG1\n" << s_.str();
     }
-    const bool ok = std::system(("gnuplot '" + script.string() + "' 2>/dev/null").c_str()) == 0;
+    const train::GnuplotResult result = train::run_gnuplot(script.string(), {png});
     std::filesystem::remove(script);
-    return ok;
+    if (!result.ok()) std::cerr << "scale_study: cannot draw " << png << ": " << result.error << "\n";
+    return result.ok();
   }
 
  private:
@@ -113,7 +118,7 @@ void plot_part1_metric(Script& s, const std::vector<CaseResult>& cases, int64_t 
 
 }  // namespace
 
-bool gnuplot_available() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
+bool gnuplot_available() { return train::gnuplot_installed(); }
 
 std::vector<std::string> plot_single_layer(const std::string& dir, const std::vector<CaseResult>& cases) {
   if (!gnuplot_available() || cases.empty()) return {};
