@@ -1,13 +1,17 @@
-// The loss-curve plot at its edges: file names that a shell or gnuplot would read as commands, and
-// gnuplot missing or failing.
+// The metrics CSV and its loss-curve plot at their edges: file names that a shell or gnuplot would read
+// as commands, gnuplot missing or failing, and a disk that is full.
 #include <minitrain/train/gnuplot.h>
 #include <minitrain/train/metrics.h>
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <unistd.h>
 
 using namespace minitrain::train;
@@ -65,6 +69,27 @@ class ScopedCwd {
  private:
   fs::path old_;
 };
+
+// Sends spdlog's default logger into a string for one test.
+class CapturedLog {
+ public:
+  CapturedLog() : previous_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text_);
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("captured", sink));
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  std::string str() const { return text_.str(); }
+
+ private:
+  std::ostringstream text_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+std::size_t count(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
 
 }  // namespace
 
@@ -148,5 +173,41 @@ TEST(MetricsPlot, GnuplotFailingIsReportedWithItsMessage) {
   EXPECT_EQ(no_data.status, GnuplotResult::Status::failed);
   EXPECT_NE(no_data.error.find("exited with status"), std::string::npos) << no_data.error;
   EXPECT_NE(no_data.error.find("no_such.csv"), std::string::npos) << "gnuplot's message is lost: " << no_data.error;
+  fs::remove_all(base);
+}
+
+// /dev/full accepts open() and fails every write with ENOSPC: a full disk, on demand.
+TEST(MetricsCsvFile, AFullDiskIsReportedOnceAndTrainingGoesOn) {
+  CapturedLog log;
+  MetricsCsv csv("/dev/full");
+  StepMetrics m;
+  m.loss = 2.0;
+  for (int64_t iter = 0; iter < 5; ++iter) {
+    m.iter = iter;
+    EXPECT_NO_THROW(csv.append(m));
+  }
+  EXPECT_TRUE(csv.failed());
+  const std::string text = log.str();
+  EXPECT_EQ(count(text, "metrics: cannot write"), 1u) << text;
+  EXPECT_NE(text.find("metrics: cannot write /dev/full: No space left on device"), std::string::npos) << text;
+}
+
+TEST(MetricsCsvFile, WritesThatSucceedAreNotReportedAsFailures) {
+  CapturedLog log;
+  const fs::path base = scratch("ok");
+  write_metrics((base / "metrics.csv").string());
+  MetricsCsv again((base / "metrics.csv").string());  // appends, without a second header
+  again.append(StepMetrics{});
+  EXPECT_FALSE(again.failed());
+  EXPECT_EQ(log.str(), "");
+  std::ifstream in(base / "metrics.csv");
+  std::string line;
+  int lines = 0, headers = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    headers += line.rfind("iter,", 0) == 0;
+  }
+  EXPECT_EQ(lines, 23);  // header, 21 rows, the appended one
+  EXPECT_EQ(headers, 1);
   fs::remove_all(base);
 }

@@ -1,5 +1,7 @@
 #include <minitrain/train/metrics.h>
 
+#include <spdlog/spdlog.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -17,10 +19,16 @@ MetricsCsv::MetricsCsv(const std::string& path) : path_(path) {
 }
 
 void MetricsCsv::append(const StepMetrics& m) {
+  if (failed_) return;
   auto field = [](double v) { return std::isfinite(v) ? std::to_string(v) : std::string(); };
+  errno = 0;  // the failing write(2) sets it (here or at flush, header included); a stale one would mislead
   out_ << m.iter << ',' << field(m.loss) << ',' << field(m.lr) << ',' << field(m.grad_norm) << ','
        << field(m.tokens_per_sec) << ',' << field(m.train_eval) << ',' << field(m.val_eval) << '\n';
   out_.flush();
+  if (out_) return;
+  failed_ = true;
+  const std::string why = errno != 0 ? std::strerror(errno) : "write failed";
+  spdlog::warn("metrics: cannot write {}: {}; training continues without metrics", path_, why);
 }
 
 GnuplotResult render_loss_curve(const std::string& csv_path, const std::string& png_path, double floor) {

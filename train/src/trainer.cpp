@@ -295,7 +295,8 @@ TrainResult Trainer::run() {
   result.iters = iter;
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   const std::string png = (std::filesystem::path(options_.out_dir) / "loss.png").string();
-  if (metrics) {
+  // A failed metrics file was reported when it failed; plotting it would only report it again.
+  if (metrics && !metrics->failed()) {
     const GnuplotResult plot = render_loss_curve(metrics->path(), png, options_.entropy_floor);
     if (plot.ok())
       spdlog::info("loss curve: {}", png);

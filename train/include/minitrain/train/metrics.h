@@ -18,14 +18,20 @@ struct StepMetrics {
 
 class MetricsCsv {
  public:
-  // Appends to `path` (writes the header if the file is new or empty).
+  // Appends to `path` (writes the header if the file is new or empty). Throws if it cannot be opened.
   explicit MetricsCsv(const std::string& path);
+  // Never throws: metrics are not worth stopping a run for. The first write that fails (a full disk)
+  // is reported once with spdlog::warn, naming the file and the system error, and every later row is
+  // dropped, since a CSV with holes in it would mislead more than one that stops.
   void append(const StepMetrics& m);
   const std::string& path() const { return path_; }
+  // Whether a write has failed (and metrics are no longer being written).
+  bool failed() const { return failed_; }
 
  private:
   std::string path_;
   std::ofstream out_;
+  bool failed_ = false;
 };
 
 // Renders train loss and eval losses from the CSV into a PNG, with a horizontal line at `floor` (the
