@@ -180,3 +180,14 @@ TEST(ShapeOps, ReshapeIsAViewWhenStridesAllowIt) {
   a.set({0, 1}, 100.0);
   EXPECT_EQ(flat.at({2}), 1.0);  // a copy, made before the edit
 }
+
+// xoshiro256** never leaves the all-zero state once in it (every output 0, every batch the same window);
+// only a tampered checkpoint can hold it, and restoring it is refused.
+TEST(GeneratorState, AllZeroStateIsRefused) {
+  Generator gen(7);
+  const Generator::State before = gen.state();
+  EXPECT_THROW(gen.set_state(Generator::State{}), std::invalid_argument);
+  EXPECT_EQ(gen.state(), before);  // unchanged by the refused call
+  gen.set_state({0, 0, 0, 1});    // one set bit is a valid state
+  EXPECT_NE(gen.next_u64() | gen.next_u64() | gen.next_u64(), 0u);
+}

@@ -190,6 +190,39 @@ TEST(GPT, NumParametersMatchesClosedForm) {
   EXPECT_EQ(nn::GPT(c).num_parameters(), 88 + 2 * 784 + 8);
 }
 
+// The closed-form shapes are what a checkpoint is checked against before its model is built: they must be
+// exactly the model's state_dict (names and shapes) for every variant of the architecture.
+TEST(GPT, ParameterShapesAreTheStateDictsShapes) {
+  for (bool bias : {true, false})
+    for (auto pos : {nn::PositionalEncoding::Learned, nn::PositionalEncoding::Sinusoidal})
+      for (auto [layers, heads, embd, vocab, block] :
+           std::vector<std::array<int64_t, 5>>{{1, 1, 4, 5, 3}, {3, 4, 16, 7, 12}, {12, 2, 8, 11, 8}}) {
+        nn::GPTConfig c = config(block, vocab, layers, heads, embd);
+        c.bias = bias;
+        c.positional = pos;
+        std::map<std::string, Shape> actual;
+        for (const auto& [name, t] : nn::GPT(c).state_dict()) actual[name] = t.shape();
+        EXPECT_EQ(nn::GPT::parameter_shapes(c), actual) << "bias " << bias << " L" << layers << " C" << embd;
+      }
+}
+
+// Sizes read from a file can be large enough that the count overflows int64: refused, not wrapped.
+TEST(GPT, ParameterCountOverflowIsRefused) {
+  nn::GPTConfig c = config();
+  c.n_embd = int64_t{1} << 24;
+  c.n_head = 1;
+  c.n_layer = int64_t{1} << 24;
+  try {
+    nn::GPT::expected_num_parameters(c);
+    ADD_FAILURE() << "an overflowing parameter count was returned";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("overflows int64"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+  c.n_layer = 1;  // 12 * 2^48 + ... fits
+  EXPECT_GT(nn::GPT::expected_num_parameters(c), int64_t{12} << 48);
+}
+
 TEST(GPT, InitialisationStatistics) {
   const int64_t L = 4;
   nn::GPT model(config(32, 50, L, 4, 64));

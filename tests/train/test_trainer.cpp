@@ -14,6 +14,7 @@
 
 #include <filesystem>
 #include <limits>
+#include <memory>
 
 using namespace minitrain;
 using namespace minitrain::train;
@@ -134,4 +135,105 @@ TEST(Training, NaNLossStopsWithAMessageAndKeepsTheLastCheckpoint) {
   for (auto& [name, t] : c.model)
     for (float v : t.to_vector<float>()) ASSERT_TRUE(std::isfinite(v)) << name;
   fs::remove_all(dir);
+}
+
+namespace {
+
+// A loss that is NaN in evaluation from the `poison_after`-th evaluation call on (training stays finite),
+// as a model that diverged in its last step shows first at the evaluation before the next step.
+LossFn nan_evaluations_after(nn::GPT& model, int poison_after) {
+  auto calls = std::make_shared<int>(0);
+  return [&model, calls, poison_after](const Indices& x, const Indices& y) {
+    Tensor loss = model.loss(x, y);
+    if (model.is_training() || ++*calls <= poison_after) return loss;
+    return mul(loss, std::numeric_limits<double>::quiet_NaN());
+  };
+}
+
+std::string diverged_message(Trainer& trainer) {
+  try {
+    trainer.run();
+  } catch (const TrainingDiverged& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "a non-finite evaluation did not stop training";
+  return "";
+}
+
+}  // namespace
+
+// Evaluations at iters 0, 10, 20 (2 batches per split: 4 calls each); the one at 20 is NaN. It used to be
+// saved over the good iter-10 checkpoint, which the message then called "the last good checkpoint".
+TEST(Training, NonFiniteEvaluationIsNeverSavedAndTheKeptCheckpointIsNamed) {
+  const fs::path dir = scratch("nan_eval");
+  nn::GPT model(small_config(corpus().vocab_size()));
+  Trainer trainer(model, nan_evaluations_after(model, 8), corpus_batches(4, 32), quick_options(dir.string(), 100));
+  const std::string msg = diverged_message(trainer);
+  EXPECT_NE(msg.find("training stopped at iter 20: the evaluation loss is not finite"), std::string::npos) << msg;
+  const std::string path = (dir / "ckpt.safetensors").string();
+  EXPECT_NE(msg.find("the last good checkpoint, from iter 10, is kept at " + path), std::string::npos) << msg;
+  EXPECT_EQ(load_checkpoint(path).iter, 10);
+  fs::remove_all(dir);
+}
+
+// The first evaluation after the start is NaN: nothing was ever saved, and the message must not cite a file.
+TEST(Training, NonFiniteEvaluationBeforeAnySaveSaysNoneIsKept) {
+  const fs::path dir = scratch("nan_first_eval");
+  nn::GPT model(small_config(corpus().vocab_size()));
+  Trainer trainer(model, nan_evaluations_after(model, 4), corpus_batches(4, 32), quick_options(dir.string(), 100));
+  const std::string msg = diverged_message(trainer);
+  EXPECT_NE(msg.find("no checkpoint was written by this run"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(dir / "ckpt.safetensors"));
+  fs::remove_all(dir);
+}
+
+// A fresh run in a directory holding a checkpoint used to replace it without a word (iter 300 -> 5).
+TEST(Training, FreshRunRefusesToReplaceACheckpointUnlessAskedTo) {
+  const fs::path dir = scratch("overwrite");
+  const std::string path = (dir / "ckpt.safetensors").string();
+  {
+    nn::GPT model(small_config(corpus().vocab_size()));
+    Trainer(model, [&](const Indices& x, const Indices& y) { return model.loss(x, y); }, corpus_batches(4, 32),
+            quick_options(dir.string(), 10))
+        .run();
+  }
+  nn::GPT model(small_config(corpus().vocab_size()));
+  LossFn loss = [&](const Indices& x, const Indices& y) { return model.loss(x, y); };
+  try {
+    Trainer(model, loss, corpus_batches(4, 32), quick_options(dir.string(), 4)).run();
+    ADD_FAILURE() << "a fresh run replaced the checkpoint";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + " already exists"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(load_checkpoint(path).iter, 10);
+  TrainOptions overwrite = quick_options(dir.string(), 4);
+  overwrite.overwrite = true;
+  Trainer(model, loss, corpus_batches(4, 32), overwrite).run();
+  EXPECT_EQ(load_checkpoint(path).iter, 4);
+  fs::remove_all(dir);
+}
+
+TEST(Training, OptionsOutsideTheirDomainAreRefusedByName) {
+  nn::GPT model(small_config(corpus().vocab_size()));
+  LossFn loss = [&](const Indices& x, const Indices& y) { return model.loss(x, y); };
+  auto refused = [&](TrainOptions o, const std::string& field) {
+    try {
+      Trainer(model, loss, corpus_batches(4, 32), o);
+      ADD_FAILURE() << field << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  TrainOptions o = quick_options("unused", 10);
+  o.learning_rate = NAN;
+  refused(o, "learning_rate");
+  o = quick_options("unused", 10);
+  o.beta2 = 1.0;
+  refused(o, "beta2");
+  o = quick_options("unused", 10);
+  o.eval_interval = 0;
+  refused(o, "eval_interval");
+  o = quick_options("unused", 10);
+  o.grad_clip = NAN;
+  refused(o, "grad_clip");
 }
