@@ -14,6 +14,8 @@
 
 #include <minitrain/core/threads.h>
 
+#include "cli_checks.h"
+
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -107,32 +109,36 @@ int main(int argc, char** argv) {
   f.gpt.model.dropout = 0.0;
   f.gpt.iters = 1000;
   CLI::App app{"The attention-scale study: what 1, 1/sqrt(d_k), 1/d_k (or any factor) do to attention gradients"};
-  const auto pos = CLI::PositiveNumber;
+  // Numbers parsed strictly and refused out of range, never clamped (examples/cli_checks.h).
+  using examples::integer_in;
+  using examples::number_in;
+  constexpr int64_t kMaxCount = 1'000'000'000;
+  const auto size = integer_in(1, int64_t{1} << 20), count = integer_in(1, kMaxCount);
   app.add_option("--out_dir", f.out_dir, "CSV files, plots and REPORT.md go here")->capture_default_str();
   app.add_option("--parts", f.parts, "which parts to run: 1 (one layer), 2 (GPT training)")->delimiter(',')->capture_default_str();
   app.add_flag("--quick", f.quick, "a small version of everything, under a minute (explicit flags still win)");
   app.add_option("--scale", f.extra_scales, "extra scale factor besides 1, 1/sqrt(dk), 1/dk: a number, dk^P or C*dk^P (repeatable)");
-  app.add_option("--head_sizes", f.head_sizes, "part 1: the d_k values")->delimiter(',')->check(pos)->capture_default_str();
-  app.add_option("--keys", f.keys, "part 1: numbers of keys n")->delimiter(',')->check(CLI::Range(int64_t{2}, int64_t{1} << 20))->capture_default_str();
-  app.add_option("--samples", f.single.samples, "part 1: samples per (d_k, n)")->check(CLI::Range(int64_t{2}, int64_t{1} << 30))->capture_default_str();
-  app.add_option("--fd_samples", f.single.fd_samples, "part 1: of those, checked by finite differences")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--fd_step", f.single.fd_step, "part 1: finite-difference step")->check(pos)->capture_default_str();
-  app.add_option("--seed", f.single.seed, "part 1: the samples' seed")->capture_default_str();
-  app.add_option("--n_layer", f.gpt.model.n_layer, "part 2: transformer blocks")->check(pos)->capture_default_str();
-  app.add_option("--n_embd", f.gpt.model.n_embd, "part 2: width")->check(pos)->capture_default_str();
-  app.add_option("--n_head", f.gpt.model.n_head, "part 2: heads (d_k = n_embd / n_head)")->check(pos)->capture_default_str();
-  app.add_option("--block_size", f.gpt.model.block_size, "part 2: context length")->check(pos)->capture_default_str();
-  app.add_option("--batch_size", f.gpt.batch_size, "part 2: sequences per step")->check(pos)->capture_default_str();
-  app.add_option("--iters", f.gpt.iters, "part 2: training steps per run")->check(pos)->capture_default_str();
-  app.add_option("--warmup_iters", f.gpt.warmup_iters, "part 2: linear warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--learning_rates", f.gpt.learning_rates, "part 2: peak learning rates, each run with every scale")->delimiter(',')->check(pos)->capture_default_str();
-  app.add_option("--grad_clip", f.gpt.grad_clip, "part 2: clip the global grad norm (0: off)")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app.add_option("--eval_interval", f.gpt.eval_interval, "part 2: steps between val-loss evaluations")->check(pos)->capture_default_str();
-  app.add_option("--eval_iters", f.gpt.eval_iters, "part 2: batches per evaluation")->check(pos)->capture_default_str();
-  app.add_option("--train_seed", f.gpt.seed, "part 2: initial weights and batches")->capture_default_str();
-  app.add_option("--jobs", f.gpt.jobs, "part 2: runs trained at once, one thread each")->check(pos)->capture_default_str();
+  app.add_option("--head_sizes", f.head_sizes, "part 1: the d_k values")->delimiter(',')->check(integer_in(1, int64_t{1} << 16))->capture_default_str();
+  app.add_option("--keys", f.keys, "part 1: numbers of keys n")->delimiter(',')->check(integer_in(2, int64_t{1} << 20))->capture_default_str();
+  app.add_option("--samples", f.single.samples, "part 1: samples per (d_k, n)")->check(integer_in(2, int64_t{1} << 30))->capture_default_str();
+  app.add_option("--fd_samples", f.single.fd_samples, "part 1: of those, checked by finite differences")->check(integer_in(0, int64_t{1} << 30))->capture_default_str();
+  app.add_option("--fd_step", f.single.fd_step, "part 1: finite-difference step")->check(number_in(1e-12, 1))->capture_default_str();
+  app.add_option("--seed", f.single.seed, "part 1: the samples' seed")->check(examples::seed_value())->capture_default_str();
+  app.add_option("--n_layer", f.gpt.model.n_layer, "part 2: transformer blocks")->check(size)->capture_default_str();
+  app.add_option("--n_embd", f.gpt.model.n_embd, "part 2: width")->check(size)->capture_default_str();
+  app.add_option("--n_head", f.gpt.model.n_head, "part 2: heads (d_k = n_embd / n_head)")->check(size)->capture_default_str();
+  app.add_option("--block_size", f.gpt.model.block_size, "part 2: context length")->check(size)->capture_default_str();
+  app.add_option("--batch_size", f.gpt.batch_size, "part 2: sequences per step")->check(size)->capture_default_str();
+  app.add_option("--iters", f.gpt.iters, "part 2: training steps per run")->check(count)->capture_default_str();
+  app.add_option("--warmup_iters", f.gpt.warmup_iters, "part 2: linear warmup steps")->check(integer_in(0, kMaxCount))->capture_default_str();
+  app.add_option("--learning_rates", f.gpt.learning_rates, "part 2: peak learning rates, each run with every scale")->delimiter(',')->check(number_in(1e-12, 1e9))->capture_default_str();
+  app.add_option("--grad_clip", f.gpt.grad_clip, "part 2: clip the global grad norm (0: off)")->check(number_in(0, 1e12))->capture_default_str();
+  app.add_option("--eval_interval", f.gpt.eval_interval, "part 2: steps between val-loss evaluations")->check(count)->capture_default_str();
+  app.add_option("--eval_iters", f.gpt.eval_iters, "part 2: batches per evaluation")->check(integer_in(1, 1'000'000))->capture_default_str();
+  app.add_option("--train_seed", f.gpt.seed, "part 2: initial weights and batches")->check(examples::seed_value())->capture_default_str();
+  app.add_option("--jobs", f.gpt.jobs, "part 2: runs trained at once, one thread each")->check(integer_in(1, 1024))->capture_default_str();
   app.add_option("--data", f.data, "part 2: UTF-8 text (default: the bundled toy corpus)")->capture_default_str();
-  app.add_option("--layer_csv_every", f.layer_csv_every, "part 2: per-layer CSV rows every this many steps")->check(pos)->capture_default_str();
+  app.add_option("--layer_csv_every", f.layer_csv_every, "part 2: per-layer CSV rows every this many steps")->check(count)->capture_default_str();
   std::vector<ScaleRule> rules = default_scale_rules();
   try {
     app.parse(argc, argv);
