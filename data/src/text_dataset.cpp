@@ -2,6 +2,8 @@
 
 #include <minitrain/core/regular_file.h>
 
+#include <unistd.h>
+
 #include <stdexcept>
 #include <utility>
 
@@ -15,9 +17,13 @@ TextDataset::TextDataset(std::vector<int64_t> tokens, CharTokenizer tokenizer)
       tokenizer_(std::move(tokenizer)) {}
 
 TextDataset TextDataset::from_file(const std::string& path) {
+  // Each byte becomes at most one int64 token besides the text itself: a file needing more than the
+  // machine's memory is refused by its size, before reading it.
+  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  const auto max_bytes = static_cast<uint64_t>(memory / (1 + sizeof(int64_t)));
   std::string text;
   try {
-    text = read_regular_file(path);  // a FIFO or directory is refused, never waited on
+    text = read_regular_file(path, max_bytes);  // a FIFO or directory is refused, never waited on
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(std::string("TextDataset: ") + e.what());
   }

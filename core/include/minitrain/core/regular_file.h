@@ -35,7 +35,7 @@ class RegularFile {
 std::string regular_file_problem(const std::string& path);
 
 // The whole contents of a regular file. Throws std::runtime_error "<path>: ..." (see RegularFile) and
-// when the file is larger than `max_bytes`.
+// when the file is larger than `max_bytes` (checked before reading).
 std::string read_regular_file(const std::string& path, uint64_t max_bytes = UINT64_MAX);
 
 // Removes "<path>.tmp.<pid>" files that save_safetensors left behind when its process was killed

@@ -27,8 +27,10 @@ struct Batch {
 
 class TextDataset {
  public:
-  // The text of a file. Throws std::runtime_error when the file is missing, unreadable or empty, and
-  // std::invalid_argument when it is not valid UTF-8 (the message names the file and byte offset).
+  // The text of a file. Throws std::runtime_error when the file is missing, not a regular file (a FIFO is
+  // refused without waiting on it), unreadable, empty or too large for this machine's memory once
+  // tokenised (8 bytes a token), and std::invalid_argument when it is not valid UTF-8 (the message names
+  // the file and byte offset).
   static TextDataset from_file(const std::string& path);
   // The tokenizer is built from the text. Throws std::invalid_argument for an empty or invalid text.
   static TextDataset from_text(const std::string& utf8);
