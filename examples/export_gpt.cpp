@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <csignal>
 #include <filesystem>
 #include <iostream>
 
@@ -54,6 +55,7 @@ int main(int argc, char** argv) {
   app.add_option("--output", output, "file to write (default: <out_dir>/model.safetensors)");
   app.add_option("--probe", probe, "also write probe tokens and minitrain's logits to this file");
   CLI11_PARSE(app, argc, argv);
+  std::signal(SIGXFSZ, SIG_IGN);  // past `ulimit -f`, a clear write error instead of a silent kill
   try {
     const std::string ckpt = (std::filesystem::path(out_dir) / "ckpt.safetensors").string();
     if (output.empty()) output = (std::filesystem::path(out_dir) / "model.safetensors").string();
