@@ -1,7 +1,8 @@
 // Data-parallel training across MPI ranks, trained for real. ctest runs each case as
 // `mpirun -np 2 test_distributed --gtest_filter=Distributed.<case>` (tests/train/CMakeLists.txt).
-// Every rank runs the same test; collectives come before assertions so that a failure on one rank
-// cannot leave the other waiting.
+// Every rank runs the same test. A test that fails on one rank (an assertion, or an exception inside
+// `if (comm.is_root())`) ends every rank of the job as soon as it is over (mpi_gtest_main.cpp), so the
+// other rank is never left waiting in a collective the failed one will not reach.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 #include <minitrain/core/threads.h>
