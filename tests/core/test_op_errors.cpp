@@ -193,3 +193,24 @@ TEST(OpSemantics, DropoutIsIdentityInEvalAndScalesInTraining) {
   }
   EXPECT_NEAR(zeros_count / 1000.0, 0.25, 0.05);
 }
+
+// Mutation killed: a mistyped GELU constant (0.044715 -> 0.0447). Forward and backward share it, so the
+// gradient check passes; before this test only the PyTorch fixtures saw it. Both forms against their
+// definitions, in float64 and float32.
+TEST(OpSemantics, GeluValuesFollowTheirDefinitions) {
+  const double pi = std::acos(-1.0);
+  Generator gen(6);
+  const Tensor x = mul(randn({64}, gen, DType::Float64), 2.5);
+  const std::vector<double> v = x.to_vector<double>();
+  for (DType dtype : {DType::Float64, DType::Float32}) {
+    const double tol = dtype == DType::Float64 ? 1e-12 : 1e-6;  // relative to 1 + |x|
+    const std::vector<double> exact = gelu(x.to(dtype)).to(DType::Float64).to_vector<double>();
+    const std::vector<double> tanh_form = gelu(x.to(dtype), GeluApproximation::Tanh).to(DType::Float64).to_vector<double>();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const double a = dtype == DType::Float64 ? v[i] : static_cast<double>(static_cast<float>(v[i]));
+      EXPECT_NEAR(exact[i], a * 0.5 * (1 + std::erf(a / std::sqrt(2.0))), tol * (1 + std::fabs(a))) << a;
+      EXPECT_NEAR(tanh_form[i], 0.5 * a * (1 + std::tanh(std::sqrt(2 / pi) * (a + 0.044715 * a * a * a))),
+                  tol * (1 + std::fabs(a))) << a;
+    }
+  }
+}

@@ -1,0 +1,151 @@
+// What each reduction averages over what, checked directly against loops written out here in double.
+//
+// A gradient check cannot see these bugs: when forward and backward share a wrong count (a mean that
+// divides by every element instead of the reduced ones, a cross-entropy that counts ignored targets,
+// a variance that drops Bessel's correction, a GELU constant mistyped in both), the analytic gradient
+// still matches finite differences of the wrong function. Before these tests the PyTorch fixtures
+// (tests/parity) were the only guard of each; a tie in max was guarded by nothing.
+#include <minitrain/core/factory.h>
+#include <minitrain/core/ops.h>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+using namespace minitrain;
+
+namespace {
+
+Tensor random_leaf(const Shape& shape, uint64_t seed, double scale = 1.0) {
+  Generator gen(seed);
+  return mul(randn(shape, gen, DType::Float64), scale).detach().set_requires_grad(true);
+}
+
+// logsumexp(row) - row[target], and d/d(row) = softmax(row) - onehot(target), written out plainly.
+double row_loss(const std::vector<double>& x, std::size_t offset, int64_t classes, int64_t target) {
+  double mx = x[offset];
+  for (int64_t c = 1; c < classes; ++c) mx = std::max(mx, x[offset + c]);
+  double total = 0;
+  for (int64_t c = 0; c < classes; ++c) total += std::exp(x[offset + c] - mx);
+  return mx + std::log(total) - x[offset + target];
+}
+std::vector<double> row_grad(const std::vector<double>& x, std::size_t offset, int64_t classes, int64_t target) {
+  const double lse = row_loss(x, offset, classes, target) + x[offset + target];
+  std::vector<double> g(static_cast<std::size_t>(classes));
+  for (int64_t c = 0; c < classes; ++c) g[c] = std::exp(x[offset + c] - lse) - (c == target ? 1.0 : 0.0);
+  return g;
+}
+
+// Cross-entropy of (rows, classes) logits, checked value and gradient against the mean over the rows
+// whose target is not `ignore`, with every ignored row's gradient exactly zero.
+void expect_mean_over_counted_rows(const Tensor& logits, const Indices& targets, int64_t ignore) {
+  Tensor loss = cross_entropy(logits, targets, ignore);
+  loss.backward();
+  const int64_t classes = logits.size(-1), rows = targets.numel();
+  const std::vector<double> x = logits.to_vector<double>(), dx = logits.grad().to_vector<double>();
+  double total = 0;
+  int64_t counted = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    if (targets.values[r] != ignore) {
+      total += row_loss(x, r * classes, classes, targets.values[r]);
+      ++counted;
+    }
+  ASSERT_GT(counted, 0);
+  ASSERT_LT(counted, rows) << "the case must have ignored targets";
+  EXPECT_NEAR(loss.item(), total / counted, 1e-12) << "the mean is over the " << counted << " counted targets";
+  for (int64_t r = 0; r < rows; ++r) {
+    const bool ignored = targets.values[r] == ignore;
+    const std::vector<double> g = ignored ? std::vector<double>(classes, 0.0)
+                                          : row_grad(x, r * classes, classes, targets.values[r]);
+    for (int64_t c = 0; c < classes; ++c) {
+      const double expected = ignored ? 0.0 : g[c] / counted;
+      if (ignored)
+        EXPECT_EQ(dx[r * classes + c], 0.0) << "ignored row " << r;
+      else
+        EXPECT_NEAR(dx[r * classes + c], expected, 1e-12) << "row " << r << " class " << c;
+    }
+  }
+}
+
+}  // namespace
+
+// Mutation killed: counting every row (ignored ones too) in the denominator, forward and backward alike.
+TEST(Reductions, CrossEntropyAveragesOverTheTargetsThatAreNotIgnored) {
+  // (B, T, C) = (2, 3, 5) logits with padding (-100) at the ends of both sequences.
+  expect_mean_over_counted_rows(random_leaf({2, 3, 5}, 1, 2.0), Indices({2, 3}, {4, 0, -100, 2, -100, -100}), -100);
+  // Another ignore_index, a class id used as padding: rows with target 0 are left out, not only -100.
+  expect_mean_over_counted_rows(random_leaf({6, 4}, 2, 2.0), Indices({6}, {0, 3, 0, 1, 2, 0}), 0);
+}
+
+TEST(Reductions, CrossEntropyOfOnlyIgnoredTargetsIsZeroWithZeroGradient) {
+  // The documented rule (ops.h, cross_entropy.cpp): 0 and a zero gradient where torch gives NaN.
+  Tensor logits = random_leaf({3, 4}, 3);
+  Tensor loss = cross_entropy(logits, Indices({3}, {-100, -100, -100}));
+  loss.backward();
+  EXPECT_EQ(loss.item(), 0.0);
+  for (double g : logits.grad().to_vector<double>()) EXPECT_EQ(g, 0.0);
+}
+
+// Mutation killed: mean dividing by x.numel() instead of the product of the reduced dims.
+TEST(Reductions, MeanDividesByTheReducedElementsOnly) {
+  Tensor x = random_leaf({2, 3, 4}, 4);
+  const std::vector<double> v = x.to_vector<double>();
+  Tensor m = mean(x, {0, 2});  // (3): each entry averages 2 x 4 elements
+  ASSERT_EQ(m.shape(), (Shape{3}));
+  for (int64_t j = 0; j < 3; ++j) {
+    double s = 0;
+    for (int64_t i = 0; i < 2; ++i)
+      for (int64_t k = 0; k < 4; ++k) s += v[(i * 3 + j) * 4 + k];
+    EXPECT_NEAR(m.at({j}), s / 8.0, 1e-14) << j;
+  }
+  sum(m).backward();
+  for (double g : x.grad().to_vector<double>()) EXPECT_DOUBLE_EQ(g, 1.0 / 8.0);
+  double all = 0;
+  for (double e : v) all += e;
+  EXPECT_NEAR(mean(x).item(), all / 24.0, 1e-14);
+  EXPECT_EQ(mean(x, {-1}, true).shape(), (Shape{2, 3, 1}));
+}
+
+// Mutation killed: var dividing by n whatever the correction (or by n - 1 whatever it).
+TEST(Reductions, VarianceDividesByCountMinusCorrection) {
+  Tensor x = random_leaf({3, 5}, 5);
+  const std::vector<double> v = x.to_vector<double>();
+  for (int64_t correction : {0, 1, 2}) {
+    Tensor s = var(x, {1}, false, correction);  // (3): each row's 5 elements
+    for (int64_t r = 0; r < 3; ++r) {
+      double m = 0, ss = 0;
+      for (int64_t c = 0; c < 5; ++c) m += v[r * 5 + c] / 5.0;
+      for (int64_t c = 0; c < 5; ++c) ss += (v[r * 5 + c] - m) * (v[r * 5 + c] - m);
+      EXPECT_NEAR(s.at({r}), ss / static_cast<double>(5 - correction), 1e-13) << "row " << r << " correction " << correction;
+    }
+  }
+  // The default is Bessel's correction (torch.var): over all 15 elements, divided by 14.
+  double m = 0, ss = 0;
+  for (double e : v) m += e / 15.0;
+  for (double e : v) ss += (e - m) * (e - m);
+  EXPECT_NEAR(var(x).item(), ss / 14.0, 1e-13);
+}
+
+// Mutation killed: '>=' instead of '>' in the scan, which sends the gradient to the last of equal maxima.
+// Random inputs never tie, so neither the gradient check nor the fixtures see it.
+TEST(Reductions, MaxSendsTheGradientToTheFirstOfEqualMaxima) {
+  const std::vector<double> v{1, 3, 3, 2,   // a tie in the middle
+                              5, 5, 5, 5,   // all equal
+                              0, 7, -1, 7};
+  Tensor x = from_vector(v, {3, 4}).set_requires_grad(true);
+  Tensor m = max(x, 1);
+  sum(m).backward();
+  const std::vector<double> g = x.grad().to_vector<double>();
+  for (int64_t r = 0; r < 3; ++r) {
+    int64_t first = 0;
+    for (int64_t c = 1; c < 4; ++c)
+      if (v[r * 4 + c] > v[r * 4 + first]) first = c;
+    EXPECT_EQ(m.at({r}), v[r * 4 + first]);
+    for (int64_t c = 0; c < 4; ++c) EXPECT_EQ(g[r * 4 + c], c == first ? 1.0 : 0.0) << "row " << r << " col " << c;
+  }
+  // Along dim 0, the same rule: column 0 ties (4, 4) and its gradient goes to row 0.
+  Tensor y = from_vector(std::vector<double>{4, 1, 4, 2}, {2, 2}).set_requires_grad(true);
+  sum(max(y, 0)).backward();
+  EXPECT_EQ(y.grad().to_vector<double>(), (std::vector<double>{1, 0, 0, 1}));
+}
