@@ -121,13 +121,20 @@ TEST(Autograd, MemoryStaysFlatOverTenThousandSteps) {
   EXPECT_TRUE(std::isfinite(total_loss));
 }
 
+// backward() itself frees the graph, while the caller still holds the loss (as a training loop does
+// until the next step), not only once the last handle goes. Of the three nodes (exp, mul, sum) only the
+// loss's own survives, emptied and kept so that a second backward can say the graph was freed.
+// Mutation killed: backward skipping the release of inputs and saved tensors (checking only after the
+// scope, as this test used to, still passed: dropping y frees the whole chain anyway).
 TEST(Autograd, ReleasedNodesCountDropsToZero) {
   const int64_t before = live_autograd_nodes();
   {
     Tensor x = leaf({1.0, 2.0}, {2});
     Tensor y = sum(exp(x) * x);
-    EXPECT_GT(live_autograd_nodes(), before);
+    EXPECT_EQ(live_autograd_nodes(), before + 3);
     y.backward();
+    EXPECT_EQ(live_autograd_nodes(), before + 1) << "backward kept the graph alive behind the loss";
+    EXPECT_THROW(y.backward(), std::runtime_error);
   }
   EXPECT_EQ(live_autograd_nodes(), before);
 }
