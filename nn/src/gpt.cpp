@@ -175,6 +175,11 @@ int64_t sample_token(const Tensor& logits_row, double temperature, int64_t top_k
 
 std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens, double temperature,
                                    int64_t top_k, Generator& gen) {
+  return generate(prompt, max_new_tokens,
+                  [&](const Tensor& logits) { return sample_token(logits, temperature, top_k, gen); });
+}
+
+std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens, const Sampler& sample) {
   if (prompt.empty()) throw std::invalid_argument("GPT::generate: the prompt needs at least one token");
   // Restores the caller's train/eval mode on every exit, including an exception (a trainer that
   // catches it must not go on training with dropout silently off).
@@ -196,7 +201,10 @@ std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t m
   Tensor logits = prefill();
   for (int64_t step = 0; step < max_new_tokens; ++step) {
     const int64_t T = logits.size(1);
-    const int64_t next = sample_token(logits.narrow(1, T - 1, 1).reshape({config_.vocab_size}), temperature, top_k, gen);
+    const int64_t next = sample(logits.narrow(1, T - 1, 1).reshape({config_.vocab_size}));
+    if (next < 0 || next >= config_.vocab_size)
+      throw std::invalid_argument("GPT::generate: the sampler returned token " + std::to_string(next) +
+                                  ", outside [0, " + std::to_string(config_.vocab_size) + ")");
     tokens.push_back(next);
     if (step + 1 == max_new_tokens) break;
     if (caches[0].length() >= config_.block_size)

@@ -557,6 +557,18 @@ TEST(GPTGenerate, RecordsNoGraph) {
   for (const Tensor& p : model.parameters()) EXPECT_FALSE(p.grad().defined());
 }
 
+TEST(GPTGenerate, RejectsATokenOutsideTheVocabularyFromTheSampler) {
+  nn::GPT model(config(4, 11, 1, 1, 4));
+  model.train();
+  try {
+    model.generate({1}, 3, [](const Tensor& logits) { return logits.numel(); });  // one past the last id
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("sampler returned token 11, outside [0, 11)"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(model.is_training());
+}
+
 // ---- config validation --------------------------------------------------------------------------------
 
 TEST(GPTConfig, ValidateNamesTheBadField) {

@@ -6,6 +6,7 @@
 #include <minitrain/nn/containers.h>
 #include <minitrain/nn/layers.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -68,6 +69,11 @@ class GPT : public Module {
   // the context is cropped to block_size. Restores the previous train/eval mode.
   std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens, double temperature,
                                 int64_t top_k, Generator& gen);
+  // The same loop with the caller's choice of each next token: `sample` gets the last position's
+  // logits (vocab_size) and returns a token id in [0, vocab_size). It runs inside generation (eval
+  // mode, no graph), so it also sees what generation does.
+  using Sampler = std::function<int64_t(const Tensor& logits)>;
+  std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens, const Sampler& sample);
 
   void set_attention_path(AttentionPath path);
   const GPTConfig& config() const { return config_; }
