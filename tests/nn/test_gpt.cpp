@@ -548,13 +548,32 @@ TEST(GPTGenerate, RestoresTrainingModeEvenWhenItThrows) {
   EXPECT_TRUE(model.drop->is_training());
 }
 
+// Looked at while generation runs, from inside its loop (the sampler): after generate returns, its KV
+// caches and logits are gone and any graph they held with them, so counting nodes then proves nothing.
+// 10 tokens with block_size 4 go through the prefill, the cached steps and the sliding window.
+// Mutation killed: generate without its NoGradGuard (the old check after the call still passed).
 TEST(GPTGenerate, RecordsNoGraph) {
-  nn::GPT model(config(8, 11, 1, 1, 4));
-  Generator g(1);
+  nn::GPT model(config(4, 11, 1, 1, 4));
+  model.train();  // as a training loop that samples between steps would call it
   const int64_t nodes = live_autograd_nodes();
-  model.generate({1}, 10, 1.0, 0, g);
+  int64_t steps = 0, most_nodes = 0;
+  bool grad_mode_seen = false, graph_on_logits = false;
+  const auto out = model.generate({1}, 10, [&](const Tensor& logits) {
+    ++steps;
+    grad_mode_seen = grad_mode_seen || grad_mode_enabled();
+    graph_on_logits = graph_on_logits || logits.requires_grad();
+    most_nodes = std::max(most_nodes, live_autograd_nodes() - nodes);
+    return steps % 11;  // any valid id
+  });
+  EXPECT_EQ(out.size(), 11u);
+  EXPECT_EQ(steps, 10);
+  EXPECT_FALSE(grad_mode_seen) << "generation ran with grad mode on";
+  EXPECT_FALSE(graph_on_logits) << "the logits carried a graph";
+  EXPECT_EQ(most_nodes, 0) << "nodes were alive during generation";
   EXPECT_EQ(live_autograd_nodes(), nodes);
   for (const Tensor& p : model.parameters()) EXPECT_FALSE(p.grad().defined());
+  EXPECT_TRUE(grad_mode_enabled());
+  EXPECT_TRUE(model.is_training());
 }
 
 TEST(GPTGenerate, RejectsATokenOutsideTheVocabularyFromTheSampler) {
