@@ -18,6 +18,9 @@ void set_num_threads(int n) {
 
 int num_threads() { return omp_get_max_threads(); }
 
+NumThreadsGuard::NumThreadsGuard(int n) : previous_(num_threads()) { set_num_threads(n); }
+NumThreadsGuard::~NumThreadsGuard() { set_num_threads(previous_); }
+
 void blas_single_threaded() {
   // A function-local static: done once, thread-safely, before the first GEMM.
   static const bool done = (openblas_set_num_threads(1), true);

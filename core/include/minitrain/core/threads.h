@@ -12,4 +12,18 @@ namespace minitrain {
 void set_num_threads(int n);
 int num_threads();
 
+// Sets the calling thread's count for a scope and puts the previous one back on every exit, exceptions
+// included (a benchmark or test that changes it must not leave it changed for whatever runs next). A
+// count below 1 throws before anything changes.
+class NumThreadsGuard {
+ public:
+  explicit NumThreadsGuard(int n);
+  ~NumThreadsGuard();
+  NumThreadsGuard(const NumThreadsGuard&) = delete;
+  NumThreadsGuard& operator=(const NumThreadsGuard&) = delete;
+
+ private:
+  int previous_;
+};
+
 }  // namespace minitrain
