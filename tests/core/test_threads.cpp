@@ -13,24 +13,13 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 using namespace minitrain;
 
 namespace {
-
-// Restores the thread count when the test ends, however it ends.
-class ThreadCountGuard {
- public:
-  ThreadCountGuard() : saved_(num_threads()) {}
-  ~ThreadCountGuard() { set_num_threads(saved_); }
-  ThreadCountGuard(const ThreadCountGuard&) = delete;
-  ThreadCountGuard& operator=(const ThreadCountGuard&) = delete;
-
- private:
-  int saved_;
-};
 
 Tensor rnd32(const Shape& s, uint64_t seed) {
   Generator g(seed);
@@ -75,7 +64,7 @@ void expect_same_bits(const Results& a, const Results& b, const std::string& wha
 
 void expect_thread_independent(const std::function<Tensor(const std::vector<Tensor>&)>& f,
                                const std::vector<Tensor>& inputs, const std::string& what) {
-  ThreadCountGuard guard;
+  NumThreadsGuard guard(1);  // run() sets the counts; the guard puts the caller's back, however this ends
   const Results one = run(1, f, inputs), two = run(2, f, inputs), two_again = run(2, f, inputs),
                 one_again = run(1, f, inputs);
   expect_same_bits(two, two_again, what + " (2 threads, repeated)");
@@ -93,15 +82,28 @@ TEST(ThreadDeterminism, BitwiseComparisonSeesOneUlpAndSignedZero) {
   EXPECT_NONFATAL_FAILURE(expect_same_bits(z, nz, "signed zero"), "differs in 1 of 1 elements");
 }
 
+// The count set is the count seen, and the library's NumThreadsGuard restores the caller's on a normal
+// exit, on an exception, and after changes made inside its scope; a bad count changes nothing.
+// Mutation killed: ~NumThreadsGuard not restoring (this test used to restore with a guard of its own,
+// so it could not fail on the library).
 TEST(ThreadDeterminism, SetNumThreadsIsVisibleAndRestored) {
   const int before = num_threads();
+  const int other = before == 1 ? 2 : 1;
   {
-    ThreadCountGuard guard;
-    set_num_threads(1);
-    EXPECT_EQ(num_threads(), 1);
-    set_num_threads(2);
-    EXPECT_EQ(num_threads(), 2);
+    NumThreadsGuard guard(other);
+    EXPECT_EQ(num_threads(), other);
+    set_num_threads(3);
+    EXPECT_EQ(num_threads(), 3);
   }
+  EXPECT_EQ(num_threads(), before);
+  try {
+    NumThreadsGuard guard(other);
+    throw std::runtime_error("leaving the scope by an exception");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_EQ(num_threads(), before);
+  EXPECT_THROW(NumThreadsGuard guard(0), std::invalid_argument);
+  EXPECT_THROW(set_num_threads(0), std::invalid_argument);
   EXPECT_EQ(num_threads(), before);
 }
 
