@@ -59,7 +59,7 @@ class MultiHeadAttention : public Module {
   std::shared_ptr<Generator> dropout_gen_;
 };
 
-// The composed attention steps, shared with the scale study and the seed example:
+// The composed attention steps, shared with the scale study and the worked example in tests/nn:
 // softmax(q·kᵀ·scale with the causal mask) (dropout) · v. q (..., Tq, D), k/v (..., Tk, D).
 Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
                           double dropout_p = 0.0, bool training = false, Generator* gen = nullptr);
