@@ -1,5 +1,12 @@
-// Numerical pitfalls from PITFALLS.md (Attention section): the scale uses the head size, dropout is off
-// in evaluation, and a module converted to float64 can be gradient-checked.
+// Numerical bugs that transformer implementations keep shipping, each with the test that stops it:
+// - Attention scaled by 1/sqrt(n_embd) instead of 1/sqrt(head size) (the classic tutorial bug): with
+//   several heads the scores are too flat. The scale is the head size's, reported and really used.
+// - Dropout left on at evaluation (nanoGPT fixed this once): eval mode must be deterministic and equal
+//   to the model without dropout, on both attention paths.
+// - Gradient checks in float32 fail for rounding, not for bugs: modules convert to float64 in place so
+//   that they can be checked there.
+// - LayerNorm statistics computed in one pass (E[x^2] - E[x]^2) lose every digit on rows with a large
+//   mean (1e4 with unit spread): the module must still normalise them.
 #include "test_util.h"
 
 #include <minitrain/core/gradcheck.h>
