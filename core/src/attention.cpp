@@ -264,7 +264,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
     });
     return std::vector<Tensor>{inputs[0].requires_grad() ? dq : Tensor(), inputs[1].requires_grad() ? dk : Tensor(),
                                inputs[2].requires_grad() ? dv : Tensor()};
-  });
+  }, {q, k, v});
 }
 
 Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, bool causal, double dropout_p,
@@ -314,7 +314,7 @@ Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, 
                          in, gout.data<E>(), d, d, d);
     });
     return std::vector<Tensor>{dqkv};
-  });
+  }, {qkv});
 }
 
 }  // namespace minitrain

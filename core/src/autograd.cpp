@@ -54,12 +54,47 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-Tensor attach(Tensor out, const char* name, std::vector<Tensor> inputs, BackwardFn backward) {
+Tensor attach(Tensor out, const char* name, std::vector<Tensor> inputs, BackwardFn backward,
+              const std::vector<Tensor>& saved) {
   if (!needs_grad(inputs)) return out;
-  out.impl()->grad_fn = std::make_shared<Node>(name, std::move(inputs), std::move(backward));
+  auto node = std::make_shared<Node>(name, std::move(inputs), std::move(backward));
+  for (const Tensor& t : saved) {
+    if (!t.defined()) continue;
+    std::string what = "a tensor it saved";
+    for (std::size_t i = 0; i < node->inputs.size(); ++i)
+      if (node->inputs[i].defined() && node->inputs[i].impl()->storage == t.impl()->storage)
+        what = "its input " + std::to_string(i);
+    if (t.impl()->storage == out.impl()->storage) what = "its output";
+    node->saved.push_back({t.impl_ptr(), t.impl()->storage, t.impl()->storage->version,
+                           what + " (shape " + shape_str(t.shape()) + ")"});
+  }
+  out.impl()->grad_fn = std::move(node);
   out.impl()->requires_grad = true;
   return out;
 }
+
+namespace {
+
+// Throws when a tensor some node's backward reads was written in place after the op ran (its values are
+// no longer those the gradient formula needs), or had its buffer replaced by set_data.
+void check_saved_versions(const Node& node) {
+  for (const SavedVersion& s : node.saved) {
+    const std::shared_ptr<TensorImpl> impl = s.impl.lock();
+    if (!impl) continue;  // nobody holds it, so backward cannot read it
+    const std::shared_ptr<Storage> storage = s.storage.lock();
+    if (impl->storage != storage)
+      throw std::runtime_error(std::string("backward: ") + s.what + " of '" + node.name +
+                               "' was given another buffer (set_data) after '" + node.name +
+                               "' used it; its gradient needs the values it had");
+    if (storage->version != s.version)
+      throw std::runtime_error(std::string("backward: ") + s.what + " of '" + node.name +
+                               "' was modified in place after '" + node.name + "' used it (version " +
+                               std::to_string(s.version) + ", now " + std::to_string(storage->version) +
+                               "); its gradient needs the old values: clone() it before editing");
+  }
+}
+
+}  // namespace
 
 namespace {
 
@@ -135,6 +170,9 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
 
   NoGradGuard no_grad;  // gradients are plain values; no double backward
   std::vector<std::shared_ptr<TensorImpl>> order = topological_order(impl_);
+  // Before any gradient is computed, so that a refused backward leaves every .grad() as it was.
+  for (const auto& impl : order)
+    if (const Node* node = impl->grad_fn.get(); node && !node->released) check_saved_versions(*node);
   std::unordered_map<TensorImpl*, Tensor> grads;
   grads.emplace(impl_.get(), seed);
 

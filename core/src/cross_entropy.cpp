@@ -88,7 +88,7 @@ Tensor cross_entropy(const Tensor& logits_in, const Indices& targets, int64_t ig
                     });
                   });
                   return std::vector<Tensor>{dx};
-                });
+                }, {logits});
 }
 
 }  // namespace minitrain

@@ -57,7 +57,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
     return std::vector<Tensor>{
         in[0].requires_grad() ? sum_to_shape(mul(g, in[1]), in[0].shape()) : Tensor(),
         in[1].requires_grad() ? sum_to_shape(mul(g, in[0]), in[1].shape()) : Tensor()};
-  });
+  }, {a, b});
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
@@ -68,7 +68,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
     if (in[1].requires_grad())  // d(a/b)/db = -a/b^2
       gb = sum_to_shape(neg(div(mul(g, in[0]), mul(in[1], in[1]))), in[1].shape());
     return std::vector<Tensor>{ga, gb};
-  });
+  }, {a, b});
 }
 
 // ---- unary and scalar forms -----------------------------------------------------------------------
@@ -87,7 +87,8 @@ BackwardFn pointwise_backward(Tensor saved_out, Deriv deriv) {
 template <class F, class Deriv>
 Tensor pointwise(const char* name, const Tensor& x, F f, Deriv deriv) {
   Tensor out = unary_map(name, x, f);
-  return attach(out, name, {x}, pointwise_backward(out.detach(), deriv));
+  const Tensor saved_out = out.detach();
+  return attach(out, name, {x}, pointwise_backward(saved_out, deriv), {x, saved_out});
 }
 }  // namespace
 
@@ -193,7 +194,7 @@ Tensor gelu_erf(const Tensor& x_in) {
       });
     });
     return std::vector<Tensor>{dx};
-  });
+  }, {x});
 }
 }  // namespace
 

@@ -158,7 +158,7 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, 
       }
     });
     return std::vector<Tensor>{dx, in[1].defined() ? dw : Tensor(), in[2].defined() ? db : Tensor()};
-  });
+  }, {x, w});
 }
 
 }  // namespace minitrain

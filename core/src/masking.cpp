@@ -23,7 +23,7 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
     return std::vector<Tensor>{binary_map("masked_fill_backward", g, m, [](auto gv, auto masked) {
       return masked != 0 ? decltype(gv)(0) : gv;
     })};
-  });
+  }, {m});
 }
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
@@ -41,7 +41,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
     return std::vector<Tensor>{
         in[0].requires_grad() ? sum_to_shape(ternary_map(c, g, zero, [](auto cv, auto gv, auto z) { return cv != 0 ? gv : z; }), in[0].shape()) : Tensor(),
         in[1].requires_grad() ? sum_to_shape(ternary_map(c, zero, g, [](auto cv, auto z, auto gv) { return cv != 0 ? z : gv; }), in[1].shape()) : Tensor()};
-  });
+  }, {c});
 }
 
 Tensor causal_mask(int64_t n, DType dtype) { return causal_mask(n, n, dtype); }

@@ -256,7 +256,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Tensor out = matmul_forward(a.detach(), b.detach());
   return attach(out, "matmul", {a, b}, [](const Tensor& g, const std::vector<Tensor>& in) {
     return matmul_grads(g, in[0], in[1], in[0].requires_grad(), in[1].requires_grad());
-  });
+  }, {a, b});
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
@@ -302,7 +302,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     Tensor gw = grads[1].defined() ? grads[1].transpose(0, 1) : Tensor();
     Tensor gb = in[2].defined() && in[2].requires_grad() ? sum_to_shape(g2, in[2].shape()) : Tensor();
     return std::vector<Tensor>{gx, gw, gb};
-  });
+  }, {x2, w});
 }
 
 }  // namespace minitrain

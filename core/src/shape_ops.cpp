@@ -37,6 +37,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   if (src.shape() != shape())
     throw_arg("copy_", "source of shape " + shape_str(src.shape()) + " does not match " + shape_str(shape()));
   copy_strided(src, *this);
+  ++impl()->storage->version;
   return *this;
 }
 

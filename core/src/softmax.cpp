@@ -30,7 +30,8 @@ Tensor softmax_impl(const char* op, const Tensor& x_in, int64_t dim, bool log_ou
     for (int64_t l = 0; l < lanes.count(); ++l)
       softmax_lane(xp + lanes.start(l), yp + lanes.start(l), lanes.n, lanes.stride(), log_output);
   });
-  return attach(y, op, {x_in}, [saved = y.detach(), lanes, log_output](const Tensor& g_in, const std::vector<Tensor>&) {
+  const Tensor saved_y = y.detach();
+  return attach(y, op, {x_in}, [saved = saved_y, lanes, log_output](const Tensor& g_in, const std::vector<Tensor>&) {
     Tensor g = g_in.contiguous();
     Tensor dx = make_tensor(g.shape(), g.dtype());
     dispatch(g.dtype(), [&](auto tag) {
@@ -43,7 +44,7 @@ Tensor softmax_impl(const char* op, const Tensor& x_in, int64_t dim, bool log_ou
                               lanes.stride(), log_output);
     });
     return std::vector<Tensor>{dx};
-  });
+  }, {saved_y});
 }
 
 }  // namespace

@@ -158,7 +158,11 @@ void Tensor::set(const std::vector<int64_t>& index, double value) {
     t.storage->f32[pos] = static_cast<float>(value);
   else
     t.storage->f64[pos] = value;
+  ++t.storage->version;
 }
+
+uint64_t Tensor::version() const { return checked(impl_).storage->version; }
+void Tensor::bump_version() { ++checked(impl_).storage->version; }
 
 template <class T>
 T* Tensor::data() {

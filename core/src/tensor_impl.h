@@ -20,6 +20,10 @@ namespace minitrain {
 // dtype says.
 struct Storage {
   DType dtype;
+  // Bumped by every in-place write through the public API (set, copy_, optimizer steps, ...), shared by
+  // every view and detach() alias of this buffer. A node records it for each tensor its backward reads,
+  // and backward refuses to run when it has changed since.
+  uint64_t version = 0;
   xt::uvector<float, buffer_pool::Allocator<float>> f32;
   xt::uvector<double, buffer_pool::Allocator<double>> f64;
 
@@ -59,10 +63,21 @@ struct TensorImpl {
 // gradient per input (undefined where not needed). Runs with grad mode off.
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad, const std::vector<Tensor>& inputs)>;
 
+// A tensor a backward closure reads, as it was when the op ran: its impl (set_data may point the impl at
+// another buffer), that buffer and the buffer's version then. Weak pointers: the closure keeps what it
+// needs alive, and holding the buffer here would change sole_owner()'s answer.
+struct SavedVersion {
+  std::weak_ptr<TensorImpl> impl;
+  std::weak_ptr<Storage> storage;
+  uint64_t version = 0;
+  std::string what;  // "input 0 (shape [2, 3])", "its output (shape [4])", ...
+};
+
 struct Node {
   const char* name;
   std::vector<Tensor> inputs;
   BackwardFn backward;
+  std::vector<SavedVersion> saved;
   bool released = false;  // set when backward freed the graph
 
   Node(const char* name_, std::vector<Tensor> inputs_, BackwardFn backward_);
@@ -75,8 +90,11 @@ struct Node {
 bool needs_grad(const std::vector<Tensor>& inputs);
 // Records the node that makes `out` differentiable, if needs_grad(inputs). The closure must capture
 // only what backward reads, and never `out` itself with its history (that would be a cycle): capture
-// out.detach() instead.
-Tensor attach(Tensor out, const char* name, std::vector<Tensor> inputs, BackwardFn backward);
+// out.detach() instead. `saved` lists every tensor whose values backward reads (captured or among the
+// inputs): their versions are recorded, so that an in-place edit made before backward is refused instead
+// of giving silently wrong gradients.
+Tensor attach(Tensor out, const char* name, std::vector<Tensor> inputs, BackwardFn backward,
+              const std::vector<Tensor>& saved = {});
 
 // True when `t` is the only handle to its impl and the only tensor on its storage: its values can be
 // overwritten without anyone else seeing it (gradient buffers the autograd engine is done with).

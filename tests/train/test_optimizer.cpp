@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 
 using namespace minitrain;
 using namespace minitrain::train;
@@ -89,4 +90,23 @@ TEST(ClipGradNorm, ReturnsTheNormAndScalesDown) {
   EXPECT_NEAR(a.grad().at({0}), 0.6, 1e-6);
   EXPECT_NEAR(b.grad().at({0}), 0.8, 1e-6);
   EXPECT_NEAR(clip_grad_norm({a, b}, 0.0), 1.0, 1e-6);  // 0 = no clipping, norm still reported
+}
+
+// An optimizer step writes its parameters in place: a graph built before the step, whose backward reads
+// the old values (mul saves its inputs), is refused rather than differentiated at the new values.
+TEST(OptimizerStep, BumpsTheVersionOfWhatItUpdates) {
+  for (int which = 0; which < 2; ++which) {
+    Tensor w = from_vector(std::vector<double>{1, 2}, {2}).set_requires_grad(true);
+    std::unique_ptr<Optimizer> opt;
+    if (which == 0)
+      opt = std::make_unique<AdamW>(NamedParameters{{"w", w}}, AdamWOptions{});
+    else
+      opt = std::make_unique<SGD>(NamedParameters{{"w", w}}, SGDOptions{});
+    Tensor first = sum(mul(w, w)), stale = sum(mul(w, w));
+    first.backward();
+    const uint64_t before = w.version();
+    opt->step();
+    EXPECT_GT(w.version(), before) << (which == 0 ? "AdamW" : "SGD");
+    EXPECT_THROW(stale.backward(), std::runtime_error) << (which == 0 ? "AdamW" : "SGD");
+  }
 }

@@ -105,6 +105,7 @@ void AdamW::step() {
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i].second;
     if (!p.grad().defined()) continue;
+    p.bump_version();  // updated in place below: a graph still holding p must not backward through it
     grads.push_back(p.grad().contiguous());
     const Tensor& g = grads.back();
     const double decay = decays(p) ? 1 - lr_ * options_.weight_decay : 1.0;
@@ -176,6 +177,7 @@ void SGD::step() {
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i].second;
     if (!p.grad().defined()) continue;
+    p.bump_version();  // updated in place below: a graph still holding p must not backward through it
     const bool first = !momentum_[i].defined();
     if (options_.momentum != 0 && first) momentum_[i] = zeros(p.shape(), p.dtype());
     for_param(p, [&](auto* w, const auto* g, int64_t n) {

@@ -77,6 +77,13 @@ class Tensor {
   Tensor& copy_(const Tensor& src);
   Tensor& set_data(const Tensor& src);
 
+  // The version of this tensor's buffer (shared with its views and detach() aliases): every in-place
+  // write through the API above, set(), and optimizer steps bump it. backward() refuses to run when a
+  // tensor an op saved for its gradient has a newer version than when the op ran (as PyTorch does). Code
+  // that writes through data<T>() itself calls bump_version() to take part.
+  uint64_t version() const;
+  void bump_version();
+
   // Autograd.
   bool requires_grad() const;
   Tensor& set_requires_grad(bool requires_grad);  // leaves only
