@@ -130,6 +130,7 @@ void Communicator::broadcast(const std::vector<Tensor>& tensors, int root) const
     void* data = t.dtype() == DType::Float32 ? static_cast<void*>(handle.data<float>())
                                              : static_cast<void*>(handle.data<double>());
     MPI_Bcast(data, static_cast<int>(t.numel()), mpi_type(t.dtype()), root, impl_->comm);
+    handle.bump_version();  // written in place: a graph holding it must not backward through it
   }
 #endif
 }
