@@ -110,3 +110,33 @@ TEST(OptimizerStep, BumpsTheVersionOfWhatItUpdates) {
     EXPECT_THROW(stale.backward(), std::runtime_error) << (which == 0 ? "AdamW" : "SGD");
   }
 }
+
+// Converting the model after making its optimizer (as Module::to does, with set_data) used to fail at the
+// next step with "data: tensor is float32, not float64" from the moments; now they follow the parameters.
+TEST(OptimizerStep, FollowsParametersConvertedToAnotherDtype) {
+  auto make = [](int which, Tensor w) -> std::unique_ptr<Optimizer> {
+    if (which == 0) return std::make_unique<AdamW>(NamedParameters{{"w", w}}, AdamWOptions{0.1, 0.9, 0.99, 1e-8, 0.1});
+    return std::make_unique<SGD>(NamedParameters{{"w", w}}, SGDOptions{0.1, 0.9, 0.0});
+  };
+  auto train_step = [](Optimizer& opt, const Tensor& w) {
+    sum(mul(w, w)).backward();
+    opt.step();
+    opt.zero_grad();
+  };
+  for (int which = 0; which < 2; ++which) {
+    Tensor w = from_vector(std::vector<float>{1, -2, 0.5}, {3}).set_requires_grad(true);
+    auto opt = make(which, w);
+    train_step(*opt, w);
+    w.set_data(w.detach().to(DType::Float64));
+    ASSERT_NO_THROW(train_step(*opt, w)) << which;
+    for (const auto& [name, state] : opt->state_dict()) EXPECT_EQ(state.dtype(), DType::Float64) << name;
+
+    // The same two steps in float64 throughout: equal up to the first step's float32 rounding.
+    Tensor ref = from_vector(std::vector<double>{1, -2, 0.5}, {3}).set_requires_grad(true);
+    auto ref_opt = make(which, ref);
+    train_step(*ref_opt, ref);
+    train_step(*ref_opt, ref);
+    const std::vector<double> got = w.to_vector<double>(), want = ref.to_vector<double>();
+    for (std::size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << which << " element " << i;
+  }
+}

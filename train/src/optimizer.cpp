@@ -106,6 +106,11 @@ void AdamW::step() {
     Tensor& p = params_[i].second;
     if (!p.grad().defined()) continue;
     p.bump_version();  // updated in place below: a graph still holding p must not backward through it
+    // The model was converted (Module::to) after this optimizer was made: its moments follow, as values.
+    if (exp_avg_[i].dtype() != p.dtype()) {
+      exp_avg_[i] = exp_avg_[i].to(p.dtype());
+      exp_avg_sq_[i] = exp_avg_sq_[i].to(p.dtype());
+    }
     grads.push_back(p.grad().contiguous());
     const Tensor& g = grads.back();
     const double decay = decays(p) ? 1 - lr_ * options_.weight_decay : 1.0;
@@ -179,6 +184,7 @@ void SGD::step() {
     if (!p.grad().defined()) continue;
     p.bump_version();  // updated in place below: a graph still holding p must not backward through it
     const bool first = !momentum_[i].defined();
+    if (!first && momentum_[i].dtype() != p.dtype()) momentum_[i] = momentum_[i].to(p.dtype());  // after Module::to
     if (options_.momentum != 0 && first) momentum_[i] = zeros(p.shape(), p.dtype());
     for_param(p, [&](auto* w, const auto* g, int64_t n) {
       using T = std::remove_pointer_t<decltype(w)>;

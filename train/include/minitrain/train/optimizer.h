@@ -37,6 +37,9 @@ struct AdamWOptions {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
 };
 
+// Optimizers hold the parameters' own handles, so converting the model with Module::to after making the
+// optimizer is fine: the next step converts the optimizer's state (moments, momentum) to the parameters'
+// dtype, carrying its values along.
 class AdamW : public Optimizer {
  public:
   AdamW(NamedParameters params, const AdamWOptions& options);
