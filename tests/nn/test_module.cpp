@@ -3,6 +3,7 @@
 #include "test_util.h"
 
 #include <minitrain/nn/containers.h>
+#include <minitrain/nn/init.h>
 #include <minitrain/nn/layers.h>
 
 #include <gtest/gtest.h>
@@ -318,4 +319,20 @@ TEST(Containers, ModuleListNamesItemsByIndex) {
   int n = 0;
   for (const auto& item : list) n += item ? 1 : 0;
   EXPECT_EQ(n, 2);
+}
+
+// Modules are callable as in PyTorch's C++ frontend: (*m)(x) is m->forward(x), for every library module.
+TEST(Module, CallingAModuleIsItsForward) {
+  nn::manual_seed(3);
+  auto fc = std::make_shared<nn::Linear>(4, 3);
+  auto norm = std::make_shared<nn::LayerNorm>(3);
+  auto emb = std::make_shared<nn::Embedding>(5, 4);
+  nn::Sequential seq;
+  seq.add(fc).add(norm);
+  const Indices ids({2}, {1, 4});
+  const Tensor x = (*emb)(ids);
+  EXPECT_EQ(x.to_vector<float>(), emb->forward(ids).to_vector<float>());
+  EXPECT_EQ((*fc)(x).to_vector<float>(), fc->forward(x).to_vector<float>());
+  EXPECT_EQ((*norm)((*fc)(x)).to_vector<float>(), norm->forward(fc->forward(x)).to_vector<float>());
+  EXPECT_EQ(seq(x).to_vector<float>(), seq.forward(x).to_vector<float>());
 }

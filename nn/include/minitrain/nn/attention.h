@@ -37,6 +37,7 @@ class MultiHeadAttention : public Module {
   // x: (B, T, C) -> (B, T, C). With a cache, x holds only the new positions; their keys and values are
   // appended to the cache and the queries attend to everything cached (causally).
   Tensor forward(const Tensor& x, KVCache* cache = nullptr);
+  Tensor operator()(const Tensor& x, KVCache* cache = nullptr) { return forward(x, cache); }
 
   double scale() const { return scale_; }
   int64_t head_size() const { return options_.n_embd / options_.n_head; }

@@ -32,6 +32,7 @@ class Sequential : public Module {
     for (auto& step : steps_) y = step(y);
     return y;
   }
+  Tensor operator()(const Tensor& x) { return forward(x); }
   std::size_t size() const { return steps_.size(); }
 
  private:

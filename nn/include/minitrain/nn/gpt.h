@@ -22,6 +22,7 @@ class MLP : public Module {
   MLP(int64_t n_embd, bool bias, double dropout, Activation activation = Activation::Gelu,
       std::shared_ptr<Generator> dropout_gen = nullptr, Generator* init_gen = nullptr);
   Tensor forward(const Tensor& x);  // (..., C) -> (..., C)
+  Tensor operator()(const Tensor& x) { return forward(x); }
   std::shared_ptr<Linear> c_fc, c_proj;
   std::shared_ptr<Dropout> drop;
   Activation activation;
@@ -48,6 +49,7 @@ class Block : public Module {
  public:
   Block(const GPTConfig& config, std::shared_ptr<Generator> dropout_gen, Generator* init_gen);
   Tensor forward(const Tensor& x, KVCache* cache = nullptr);  // (B, T, C) -> (B, T, C)
+  Tensor operator()(const Tensor& x, KVCache* cache = nullptr) { return forward(x, cache); }
   std::shared_ptr<LayerNorm> ln_1, ln_2;
   std::shared_ptr<MultiHeadAttention> attn;
   std::shared_ptr<MLP> mlp;
@@ -59,6 +61,7 @@ class GPT : public Module {
 
   // idx: (B, T) token ids, T <= block_size -> logits (B, T, vocab_size).
   Tensor forward(const Indices& idx);
+  Tensor operator()(const Indices& idx) { return forward(idx); }
   // Mean next-token cross-entropy of forward(idx) against targets (B, T).
   Tensor loss(const Indices& idx, const Indices& targets);
   // Incremental forward: idx holds positions caches[0].length() ... onwards; fills the caches.

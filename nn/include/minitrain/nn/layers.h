@@ -13,6 +13,7 @@ class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator* gen = nullptr);
   Tensor forward(const Tensor& x);  // (..., in) -> (..., out)
+  Tensor operator()(const Tensor& x) { return forward(x); }
   Tensor weight, bias;              // bias undefined when disabled
   int64_t in_features, out_features;
 
@@ -25,6 +26,7 @@ class Embedding : public Module {
  public:
   Embedding(int64_t num_embeddings, int64_t embedding_dim, Generator* gen = nullptr);
   Tensor forward(const Indices& ids);
+  Tensor operator()(const Indices& ids) { return forward(ids); }
   Tensor weight;
   int64_t num_embeddings, embedding_dim;
 
@@ -37,6 +39,7 @@ class LayerNorm : public Module {
  public:
   explicit LayerNorm(int64_t dim, double eps = 1e-5, bool bias = true);
   Tensor forward(const Tensor& x);
+  Tensor operator()(const Tensor& x) { return forward(x); }
   Tensor weight, bias;
   int64_t dim;
   double eps;
@@ -50,6 +53,7 @@ class Dropout : public Module {
  public:
   explicit Dropout(double p, std::shared_ptr<Generator> gen = nullptr);
   Tensor forward(const Tensor& x);
+  Tensor operator()(const Tensor& x) { return forward(x); }
   double p;
   std::shared_ptr<Generator> gen;
 

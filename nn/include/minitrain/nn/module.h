@@ -6,8 +6,13 @@
 //       fc1 = register_module("fc1", std::make_shared<nn::Linear>(4, 8));
 //       fc2 = register_module("fc2", std::make_shared<nn::Linear>(8, 1));
 //     }
-//     Tensor forward(const Tensor& x) { return fc2->forward(relu(fc1->forward(x))); }
+//     Tensor forward(const Tensor& x) { return (*fc2)(relu((*fc1)(x))); }
+//     Tensor operator()(const Tensor& x) { return forward(x); }
 //   };
+//
+// Each module declares its own typed forward (no virtual dispatch, so no common signature); the library's
+// modules also have an operator() that calls it, so `(*fc)(x)` works as in PyTorch. A model of your own
+// adds the one-line operator() if it wants the same.
 //
 // Parameters are Tensor handles registered by name; named_parameters() gives dotted names
 // ("fc1.weight"). A tensor registered under two names (tied weights) is one parameter: listed once by
