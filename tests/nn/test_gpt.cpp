@@ -29,6 +29,21 @@ nn::GPTConfig config(int64_t block = 8, int64_t vocab = 11, int64_t layers = 2, 
   return c;
 }
 
+// Every architecture variant (biases on and off, learned and sinusoidal positions) of each size
+// {layers, heads, embd, vocab, block}: the closed forms must hold for all of them.
+std::vector<nn::GPTConfig> architecture_variants(const std::vector<std::array<int64_t, 5>>& sizes) {
+  std::vector<nn::GPTConfig> out;
+  for (bool bias : {true, false})
+    for (auto pos : {nn::PositionalEncoding::Learned, nn::PositionalEncoding::Sinusoidal})
+      for (auto [layers, heads, embd, vocab, block] : sizes) {
+        nn::GPTConfig c = config(block, vocab, layers, heads, embd);
+        c.bias = bias;
+        c.positional = pos;
+        out.push_back(c);
+      }
+  return out;
+}
+
 std::map<std::string, Tensor> params_by_name(const nn::Module& m) {
   std::map<std::string, Tensor> out;
   for (auto& [name, t] : m.named_parameters()) out[name] = t;
@@ -170,19 +185,13 @@ TEST(GPT, NumParametersMatchesClosedForm) {
   for (auto& [name, t] : model.state_dict()) from_state += t.numel();
   EXPECT_EQ(from_state, 1912 + 88);  // the state dict lists the tied tensor twice
 
-  for (bool bias : {true, false})
-    for (auto pos : {nn::PositionalEncoding::Learned, nn::PositionalEncoding::Sinusoidal})
-      for (auto [layers, heads, embd, vocab, block] :
-           std::vector<std::array<int64_t, 5>>{{1, 1, 4, 5, 3}, {2, 2, 8, 11, 8}, {3, 4, 16, 7, 12}}) {
-        nn::GPTConfig c = config(block, vocab, layers, heads, embd);
-        c.bias = bias;
-        c.positional = pos;
-        nn::GPT m(c);
-        EXPECT_EQ(m.num_parameters(), nn::GPT::expected_num_parameters(c))
-            << "bias " << bias << " sinusoidal " << (pos == nn::PositionalEncoding::Sinusoidal) << " L" << layers
-            << " C" << embd;
-        EXPECT_EQ(m.wpe == nullptr, pos == nn::PositionalEncoding::Sinusoidal);
-      }
+  for (const nn::GPTConfig& c : architecture_variants({{1, 1, 4, 5, 3}, {2, 2, 8, 11, 8}, {3, 4, 16, 7, 12}})) {
+    const bool sinusoidal = c.positional == nn::PositionalEncoding::Sinusoidal;
+    nn::GPT m(c);
+    EXPECT_EQ(m.num_parameters(), nn::GPT::expected_num_parameters(c))
+        << "bias " << c.bias << " sinusoidal " << sinusoidal << " L" << c.n_layer << " C" << c.n_embd;
+    EXPECT_EQ(m.wpe == nullptr, sinusoidal);
+  }
   // No bias, sinusoidal, written out: wte 88, per layer 8 + 192 + 64 + 8 + 256 + 256 = 784, ln_f 8.
   nn::GPTConfig c = config();
   c.bias = false;
@@ -193,17 +202,11 @@ TEST(GPT, NumParametersMatchesClosedForm) {
 // The closed-form shapes are what a checkpoint is checked against before its model is built: they must be
 // exactly the model's state_dict (names and shapes) for every variant of the architecture.
 TEST(GPT, ParameterShapesAreTheStateDictsShapes) {
-  for (bool bias : {true, false})
-    for (auto pos : {nn::PositionalEncoding::Learned, nn::PositionalEncoding::Sinusoidal})
-      for (auto [layers, heads, embd, vocab, block] :
-           std::vector<std::array<int64_t, 5>>{{1, 1, 4, 5, 3}, {3, 4, 16, 7, 12}, {12, 2, 8, 11, 8}}) {
-        nn::GPTConfig c = config(block, vocab, layers, heads, embd);
-        c.bias = bias;
-        c.positional = pos;
-        std::map<std::string, Shape> actual;
-        for (const auto& [name, t] : nn::GPT(c).state_dict()) actual[name] = t.shape();
-        EXPECT_EQ(nn::GPT::parameter_shapes(c), actual) << "bias " << bias << " L" << layers << " C" << embd;
-      }
+  for (const nn::GPTConfig& c : architecture_variants({{1, 1, 4, 5, 3}, {3, 4, 16, 7, 12}, {12, 2, 8, 11, 8}})) {
+    std::map<std::string, Shape> actual;
+    for (const auto& [name, t] : nn::GPT(c).state_dict()) actual[name] = t.shape();
+    EXPECT_EQ(nn::GPT::parameter_shapes(c), actual) << "bias " << c.bias << " L" << c.n_layer << " C" << c.n_embd;
+  }
 }
 
 // Sizes read from a file can be large enough that the count overflows int64: refused, not wrapped.
