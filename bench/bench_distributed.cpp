@@ -8,6 +8,7 @@
 // A step is what the Trainer does: forward and backward on this rank's rows, average the gradients
 // (GradientAverager: flat buckets, non-blocking all-reduce), clip, AdamW, zero_grad. Rank 0 prints the
 // median step time, its parts, and the all-reduce of the same gradient buckets timed alone.
+#include <minitrain/core/factory.h>
 #include <minitrain/core/random.h>
 #include <minitrain/core/threads.h>
 #include <minitrain/nn/gpt.h>
@@ -76,16 +77,12 @@ int main(int argc, char** argv) {
                             {static_cast<std::size_t>(bucket_kib) * 1024, overlap});
   const int64_t B = batch / comm.size(), T = c.block_size;
   Generator gen(1234 + static_cast<uint64_t>(comm.rank()));
-  auto tokens = [&] {
-    std::vector<int64_t> v(static_cast<std::size_t>(B * T));
-    for (auto& t : v) t = gen.randint(0, c.vocab_size);
-    return Indices({B, T}, v);
-  };
+  auto tokens = [&] { return randint(0, c.vocab_size, {B, T}, gen); };
   const std::vector<Tensor> params = model.parameters();
 
   std::vector<double> step_ms, compute_ms, reduce_ms, wait_ms;
   for (int64_t s = 0; s < warmup + steps; ++s) {
-    Indices x = tokens(), y = tokens();
+    Tensor x = tokens(), y = tokens();
     comm.barrier();
     const auto t0 = Clock::now();
     model.loss(x, y).backward();

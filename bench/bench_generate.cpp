@@ -1,6 +1,7 @@
 // Times sampling: GPT::generate with its KV cache against recomputing the whole context for every new
 // token (what nanoGPT's generate does), from a one-token prompt up to a full block. Prints tokens/s of
 // both and their ratio. The PyTorch side of the comparison is bench/pytorch_peer.py --generate.
+#include <minitrain/core/factory.h>
 #include <minitrain/core/threads.h>
 #include <minitrain/nn/gpt.h>
 #include <minitrain/nn/init.h>
@@ -29,7 +30,7 @@ std::vector<int64_t> generate_by_recomputing(nn::GPT& model, std::vector<int64_t
   for (int64_t s = 0; s < new_tokens; ++s) {
     const int64_t n = std::min<int64_t>(static_cast<int64_t>(tokens.size()), block);
     std::vector<int64_t> context(tokens.end() - n, tokens.end());
-    Tensor logits = model.forward(Indices({1, n}, context)).narrow(1, n - 1, 1).reshape({V});
+    Tensor logits = model.forward(from_vector(context, {1, n})).narrow(1, n - 1, 1).reshape({V});
     const std::vector<float> row = logits.to_vector<float>();
     tokens.push_back(static_cast<int64_t>(std::max_element(row.begin(), row.end()) - row.begin()));
   }

@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
       profiler::reset();
       profiler::set_enabled(profile);
     }
-    Indices x = randint(0, c.vocab_size, {batch, T}, gen), y = randint(0, c.vocab_size, {batch, T}, gen);
+    Tensor x = randint(0, c.vocab_size, {batch, T}, gen), y = randint(0, c.vocab_size, {batch, T}, gen);
     const auto t0 = Clock::now();
     Tensor loss = model.loss(x, y);
     loss.backward();

@@ -36,10 +36,9 @@ class RunningMax : public nn::Module {
   }
 
   // ids: (B, T) -> logits (B, T, vocab)
-  Tensor forward(const Indices& ids) {
-    std::vector<int64_t> positions(ids.shape[1]);
-    for (std::size_t t = 0; t < positions.size(); ++t) positions[t] = static_cast<int64_t>(t);
-    Tensor x = add(tok->forward(ids), pos->forward(Indices({ids.shape[1]}, positions)));
+  Tensor forward(const Tensor& ids) {
+    const Tensor positions = arange(0, static_cast<double>(ids.size(1)), 1, DType::Int64);  // (T)
+    Tensor x = add(tok->forward(ids), pos->forward(positions));
     x = add(x, attn->forward(norm->forward(x)));
     return head->forward(x);
   }
@@ -51,10 +50,12 @@ class RunningMax : public nn::Module {
 };
 
 // 2. Data: random digits and their running maximum.
-std::pair<Indices, Indices> make_batch(int64_t batch, int64_t len, Generator& gen) {
-  Indices x = randint(0, 10, {batch, len}, gen), y = x;
+std::pair<Tensor, Tensor> make_batch(int64_t batch, int64_t len, Generator& gen) {
+  Tensor x = randint(0, 10, {batch, len}, gen), y = x.clone();
+  const int64_t* xs = x.data<int64_t>();
+  int64_t* ys = y.data<int64_t>();
   for (int64_t b = 0; b < batch; ++b)
-    for (int64_t t = 1; t < len; ++t) y.values[b * len + t] = std::max(y.values[b * len + t - 1], x.values[b * len + t]);
+    for (int64_t t = 1; t < len; ++t) ys[b * len + t] = std::max(ys[b * len + t - 1], xs[b * len + t]);
   return {x, y};
 }
 
@@ -90,7 +91,7 @@ int main(int argc, char** argv) {
     int64_t best = 0;
     for (int64_t c = 1; c < 10; ++c)
       if (logits.at({i / 8, i % 8, c}) > logits.at({i / 8, i % 8, best})) best = c;
-    correct += best == y.values[i];
+    correct += best == y.data<int64_t>()[i];
   }
   const double accuracy = static_cast<double>(correct) / static_cast<double>(y.numel());
   std::cout << "accuracy on fresh sequences: " << accuracy << "\n";

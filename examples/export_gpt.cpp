@@ -28,12 +28,11 @@ namespace {
 void write_probe(nn::GPT& model, const std::string& path) {
   const int64_t B = 2, T = model.config().block_size;
   Generator gen(2024);
-  Indices idx = randint(0, model.config().vocab_size, {B, T}, gen);
+  Tensor idx = randint(0, model.config().vocab_size, {B, T}, gen);
   model.eval();
   NoGradGuard no_grad;
   Tensor logits = model.forward(idx).to(DType::Float32);
-  std::vector<double> ids(idx.values.begin(), idx.values.end());
-  save_safetensors(path, {{"idx", from_vector(ids, {B, T})}, {"logits", logits}},
+  save_safetensors(path, {{"idx", idx.to(DType::Float64)}, {"logits", logits}},
                    {{"config", train::nanogpt_config_to_json(model.config())}});
 }
 

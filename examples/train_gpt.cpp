@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
       data::Batch b = dataset.get_batch(train_split ? data::Split::Train : data::Split::Val, B, T, gen);
       return train::TokenBatch{std::move(b.x), std::move(b.y)};
     };
-    train::LossFn loss = [&](const Indices& x, const Indices& y) { return model.loss(x, y); };
+    train::LossFn loss = [&](const Tensor& x, const Tensor& y) { return model.loss(x, y); };
     std::map<std::string, std::string> metadata{{"gpt_config", train::gpt_config_to_json(f.model)},
                                                 {"tokenizer", dataset.tokenizer().to_string()}};
     train::Trainer trainer(model, loss, batches, f.train, {{"dropout", &model.dropout_generator()}}, metadata);

@@ -222,6 +222,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   check_defined(v_in, op, "v");
   check_same_dtype(q_in, k_in, op);
   check_same_dtype(q_in, v_in, op);
+  check_floating(q_in, op, "q");
   if (q_in.dim() < 2 || q_in.dim() != k_in.dim() || q_in.dim() != v_in.dim())
     throw_arg(op, "q, k, v must have the same number (>= 2) of dims, got " + shape_str(q_in.shape()) + ", " +
                       shape_str(k_in.shape()) + ", " + shape_str(v_in.shape()));
@@ -271,7 +272,7 @@ Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, 
                             bool training, Generator* gen) {
   profiler::Scope scope("multi_head_attention");
   const char* op = "multi_head_attention";
-  check_defined(qkv_in, op, "qkv");
+  check_floating(qkv_in, op, "qkv");
   if (qkv_in.dim() != 3 || n_head <= 0 || qkv_in.size(2) % (3 * n_head) != 0)
     throw_arg(op, "qkv of shape " + shape_str(qkv_in.shape()) + " is not (B, T, 3C) with C a multiple of n_head " +
                       std::to_string(n_head));

@@ -27,18 +27,21 @@ double row_logsumexp(const T* x, int64_t n) {
 }
 }  // namespace
 
-Tensor cross_entropy(const Tensor& logits_in, const Indices& targets, int64_t ignore_index) {
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t ignore_index) {
   profiler::Scope scope("cross_entropy");
-  check_defined(logits_in, "cross_entropy", "logits");
+  check_floating(logits_in, "cross_entropy", "logits");
+  check_int64(targets_in, "cross_entropy", "targets");
   if (logits_in.dim() < 1) throw_arg("cross_entropy", "logits must have a class dim, got a scalar");
   const Shape expected(logits_in.shape().begin(), logits_in.shape().end() - 1);
-  if (targets.shape != expected)
-    throw_arg("cross_entropy", "targets of shape " + shape_str(targets.shape) + " do not match logits " +
+  if (targets_in.shape() != expected)
+    throw_arg("cross_entropy", "targets of shape " + shape_str(targets_in.shape()) + " do not match logits " +
                                    shape_str(logits_in.shape()) + " (expected " + shape_str(expected) + ")");
+  const Tensor targets = targets_in.detach().contiguous();
   const int64_t classes = logits_in.size(-1), rows = targets.numel();
+  const int64_t* target_values = targets.data<int64_t>();
   int64_t count = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t t = targets.values[r];
+    const int64_t t = target_values[r];
     if (t == ignore_index) continue;
     if (t < 0 || t >= classes)
       throw_arg("cross_entropy", "target " + std::to_string(t) + " at position " + std::to_string(r) +
@@ -52,7 +55,7 @@ Tensor cross_entropy(const Tensor& logits_in, const Indices& targets, int64_t ig
   dispatch(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.data<T>();
-    const int64_t* tp = targets.values.data();
+    const int64_t* tp = target_values;
     parallel_for(rows, kRowsPerThread, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
         if (tp[r] != ignore_index) (*lse)[r] = row_logsumexp(x + r * classes, classes);
@@ -61,9 +64,8 @@ Tensor cross_entropy(const Tensor& logits_in, const Indices& targets, int64_t ig
       if (tp[r] != ignore_index) total += (*lse)[r] - x[r * classes + tp[r]];
   });
   Tensor loss = full({}, count > 0 ? total / static_cast<double>(count) : 0.0, logits.dtype());
-  auto saved_targets = std::make_shared<const std::vector<int64_t>>(targets.values);
   return attach(loss, "cross_entropy", {logits_in},
-                [logits, saved_targets, lse, classes, count, ignore_index](const Tensor& g, const std::vector<Tensor>&) {
+                [logits, targets, lse, classes, count, ignore_index](const Tensor& g, const std::vector<Tensor>&) {
                   Tensor dx = zeros(logits.shape(), logits.dtype());
                   if (count == 0) return std::vector<Tensor>{dx};
                   const double scale = g.item() / static_cast<double>(count);
@@ -71,9 +73,9 @@ Tensor cross_entropy(const Tensor& logits_in, const Indices& targets, int64_t ig
                     using T = decltype(tag);
                     const T* x = logits.data<T>();
                     T* d = dx.data<T>();
-                    const int64_t* tp = saved_targets->data();
+                    const int64_t* tp = targets.data<int64_t>();
                     const T scale_t = static_cast<T>(scale);
-                    parallel_for(static_cast<int64_t>(saved_targets->size()), kRowsPerThread, [&](int64_t r0, int64_t r1) {
+                    parallel_for(targets.numel(), kRowsPerThread, [&](int64_t r0, int64_t r1) {
                       for (int64_t r = r0; r < r1; ++r) {
                         const int64_t t = tp[r];
                         if (t == ignore_index) continue;
@@ -88,7 +90,7 @@ Tensor cross_entropy(const Tensor& logits_in, const Indices& targets, int64_t ig
                     });
                   });
                   return std::vector<Tensor>{dx};
-                }, {logits});
+                }, {logits, targets});
 }
 
 }  // namespace minitrain

@@ -10,7 +10,7 @@ namespace minitrain {
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   profiler::Scope scope("dropout");
-  check_defined(x, "dropout");
+  check_floating(x, "dropout");
   if (!(p >= 0 && p <= 1)) throw_arg("dropout", "probability must be in [0, 1], got " + std::to_string(p));
   if (!training || p == 0) return x;
   Tensor mask = make_tensor(x.shape(), x.dtype());  // 0 or 1/(1-p) per element

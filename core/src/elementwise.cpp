@@ -163,7 +163,7 @@ constexpr double kCubic = 0.044715;
 // exps per element; keeping Φ cost 6 MB on the nano config).
 Tensor gelu_erf(const Tensor& x_in) {
   profiler::Scope scope("gelu");
-  check_defined(x_in, "gelu");
+  check_floating(x_in, "gelu");
   Tensor x = x_in.detach().contiguous();
   Tensor out = empty(x.shape(), x.dtype());
   dispatch(x.dtype(), [&](auto tag) {

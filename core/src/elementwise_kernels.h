@@ -18,7 +18,7 @@ constexpr int64_t kElementsPerThread = 32 * 1024;
 template <class F>
 Tensor unary_map(const char* op, const Tensor& x, F f) {
   profiler::Scope scope(op);
-  check_defined(x, op);
+  check_floating(x, op);
   Tensor out = make_tensor(x.shape(), x.dtype());
   TensorImpl& xi = *x.impl();
   dispatch(x.dtype(), [&](auto tag) {
@@ -48,6 +48,7 @@ Tensor binary_map(const char* op, const Tensor& a, const Tensor& b, F f) {
   check_defined(a, op, "first operand");
   check_defined(b, op, "second operand");
   check_same_dtype(a, b, op);
+  check_floating(a, op, "first operand");
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
   Tensor out = make_tensor(shape, a.dtype());
   Tensor ea = a.shape() == shape ? a.detach() : a.detach().expand(shape);

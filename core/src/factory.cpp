@@ -5,16 +5,30 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <type_traits>
 
 namespace minitrain {
 
 Tensor empty(const Shape& shape, DType dtype) { return make_tensor(shape, dtype); }
 
+namespace {
+// value as an element of `dtype`; throws naming `op` when an int64 tensor cannot hold it exactly.
+template <class T>
+T element_value(double value, const char* op) {
+  if constexpr (std::is_same<T, int64_t>::value) {
+    if (std::trunc(value) != value || !(std::fabs(value) < 9223372036854775808.0))
+      throw std::invalid_argument(std::string(op) + ": an int64 tensor cannot hold " + std::to_string(value));
+  }
+  return static_cast<T>(value);
+}
+}  // namespace
+
 Tensor full(const Shape& shape, double value, DType dtype) {
   Tensor t = make_tensor(shape, dtype);
-  dispatch(dtype, [&](auto tag) {
+  dispatch_all(dtype, [&](auto tag) {
     using T = decltype(tag);
-    std::fill_n(t.data<T>(), t.numel(), static_cast<T>(value));
+    std::fill_n(t.data<T>(), t.numel(), element_value<T>(value, "full"));
   });
   return t;
 }
@@ -29,12 +43,16 @@ Tensor arange(double start, double end, double step, DType dtype) {
   if (step == 0 || !std::isfinite(start) || !std::isfinite(end) || !std::isfinite(step))
     throw std::invalid_argument("arange: need finite start/end and a nonzero step");
   const double count = std::ceil((end - start) / step);
+  if (!(count < 9007199254740992.0))  // 2^53: beyond it the count itself is not exact
+    throw std::invalid_argument("arange: [" + std::to_string(start) + ", " + std::to_string(end) + ") in steps of " +
+                                std::to_string(step) + " has too many elements");
   const int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
+  if (dtype == DType::Bool) throw std::invalid_argument("arange: bool is not a dtype for a range");
   Tensor t = make_tensor({n}, dtype);
-  dispatch(dtype, [&](auto tag) {
+  dispatch_all(dtype, [&](auto tag) {
     using T = decltype(tag);
     T* p = t.data<T>();
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+    for (int64_t i = 0; i < n; ++i) p[i] = element_value<T>(start + static_cast<double>(i) * step, "arange");
   });
   return t;
 }
@@ -52,6 +70,8 @@ Tensor from_values(const std::vector<T>& values, const Shape& shape, DType dtype
 
 template <class Draw>
 Tensor fill_random(const Shape& shape, DType dtype, Draw draw) {
+  if (!is_floating_point(dtype))
+    throw std::invalid_argument(std::string("random: floating-point dtype needed, got ") + dtype_name(dtype));
   Tensor t = make_tensor(shape, dtype);
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -68,6 +88,12 @@ Tensor from_vector(const std::vector<float>& values, const Shape& shape) {
 Tensor from_vector(const std::vector<double>& values, const Shape& shape) {
   return from_values(values, shape, DType::Float64);
 }
+Tensor from_vector(const std::vector<int64_t>& values, const Shape& shape) {
+  return from_values(values, shape, DType::Int64);
+}
+Tensor from_vector(const std::vector<bool>& values, const Shape& shape) {
+  return from_values(values, shape, DType::Bool);
+}
 
 Tensor rand(const Shape& shape, Generator& gen, DType dtype) {
   return fill_random(shape, dtype, [&] { return gen.uniform(); });
@@ -79,10 +105,11 @@ Tensor normal(const Shape& shape, double mean, double stddev, Generator& gen, DT
   return fill_random(shape, dtype, [&] { return mean + stddev * gen.normal(); });
 }
 
-Indices randint(int64_t low, int64_t high, const Shape& shape, Generator& gen) {
-  std::vector<int64_t> values(static_cast<std::size_t>(shape_numel(shape)));
-  for (auto& v : values) v = gen.randint(low, high);
-  return Indices(shape, std::move(values));
+Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator& gen) {
+  Tensor t = make_tensor(shape, DType::Int64);
+  int64_t* p = t.data<int64_t>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = gen.randint(low, high);
+  return t;
 }
 
 }  // namespace minitrain

@@ -95,7 +95,7 @@ void layer_norm_backward_rows(const T* xp, const T* gp, const T* wp, const doubl
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& weight, const Tensor& bias, double eps) {
   profiler::Scope scope("layer_norm");
-  check_defined(x_in, "layer_norm");
+  check_floating(x_in, "layer_norm");
   if (x_in.dim() < 1) throw_arg("layer_norm", "needs at least one dim, got a scalar");
   const int64_t width = x_in.size(-1);
   for (const Tensor* p : {&weight, &bias}) {

@@ -9,7 +9,7 @@
 namespace minitrain {
 
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
-  check_defined(x, "masked_fill");
+  check_floating(x, "masked_fill");
   check_defined(mask, "masked_fill", "mask");
   const Shape shape = broadcast_shapes(x.shape(), mask.shape(), "masked_fill");
   if (shape != x.shape())
@@ -31,6 +31,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   check_defined(a, "where", "first operand");
   check_defined(b, "where", "second operand");
   check_same_dtype(a, b, "where");
+  check_floating(a, "where", "first operand");
   const Shape shape =
       broadcast_shapes(broadcast_shapes(condition.shape(), a.shape(), "where"), b.shape(), "where");
   const Tensor c = condition.detach().to(a.dtype()).expand(shape);

@@ -253,6 +253,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.size(-1) != b.size(-2))
     throw_arg("matmul", "shapes " + shape_str(a.shape()) + " and " + shape_str(b.shape()) + " do not align");
   check_same_dtype(a, b, "matmul");
+  check_floating(a, "matmul", "first operand");
   Tensor out = matmul_forward(a.detach(), b.detach());
   return attach(out, "matmul", {a, b}, [](const Tensor& g, const std::vector<Tensor>& in) {
     return matmul_grads(g, in[0], in[1], in[0].requires_grad(), in[1].requires_grad());
@@ -269,6 +270,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     throw_arg("linear", "input " + shape_str(x.shape()) + " does not end in in_features " +
                             std::to_string(in_features) + " of weight " + shape_str(weight.shape()));
   check_same_dtype(x, weight, "linear");
+  check_floating(x, "linear");
   if (bias.defined()) {
     if (bias.shape() != Shape{out_features})
       throw_arg("linear", "bias of shape " + shape_str(bias.shape()) + " does not match weight " +

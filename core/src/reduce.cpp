@@ -42,7 +42,7 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool k
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
   profiler::Scope scope("sum");
-  check_defined(x, "sum");
+  check_floating(x, "sum");
   const std::vector<int64_t> dims = reduction_dims(x, dims_in, "sum");
   const Shape kept = reduced_shape(x.shape(), dims, true);
   Tensor out = make_tensor(kept, x.dtype());
@@ -76,7 +76,7 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
 }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
-  check_defined(x, "mean");
+  check_floating(x, "mean");
   const std::vector<int64_t> dims = reduction_dims(x, dims_in, "mean");
   int64_t count = 1;
   for (int64_t d : dims) count *= x.shape()[d];
@@ -85,7 +85,7 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) 
 }
 
 Tensor var(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim, int64_t correction) {
-  check_defined(x, "var");
+  check_floating(x, "var");
   const std::vector<int64_t> dims = reduction_dims(x, dims_in, "var");
   int64_t count = 1;
   for (int64_t d : dims) count *= x.shape()[d];
@@ -98,7 +98,7 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim, i
 }
 
 Tensor max(const Tensor& x_in, int64_t dim, bool keepdim) {
-  check_defined(x_in, "max");
+  check_floating(x_in, "max");
   const int64_t d = wrap_dim(dim, x_in.dim(), "max");
   if (x_in.shape()[d] == 0) throw_arg("max", "dim " + std::to_string(d) + " of shape " + shape_str(x_in.shape()) + " is empty");
   Tensor x = x_in.detach().contiguous();

@@ -98,7 +98,7 @@ std::string errno_text(int err) { return std::generic_category().message(err); }
 // ---------------------------------------------------------------------------------------------------
 // Dtypes.
 
-enum class FileDType { F32, F64, F16, BF16 };
+enum class FileDType { F32, F64, F16, BF16, I64, BOOL };
 
 struct FileDTypeInfo {
   const char* name;
@@ -107,14 +107,13 @@ struct FileDTypeInfo {
 };
 
 constexpr FileDTypeInfo kReadableDTypes[] = {
-    {"F32", FileDType::F32, 4}, {"F64", FileDType::F64, 8},
-    {"F16", FileDType::F16, 2}, {"BF16", FileDType::BF16, 2}};
+    {"F32", FileDType::F32, 4}, {"F64", FileDType::F64, 8}, {"F16", FileDType::F16, 2},
+    {"BF16", FileDType::BF16, 2}, {"I64", FileDType::I64, 8}, {"BOOL", FileDType::BOOL, 1}};
 
 // Part of the format, but not something minitrain can hold.
-constexpr const char* kUnsupportedDTypes[] = {"BOOL", "U8",      "I8",      "I16",     "U16",
-                                              "I32",  "U32",     "I64",     "U64",     "F8_E4M3",
-                                              "F8_E5M2", "F8_E8M0", "F4",   "F6_E2M3", "F6_E3M2",
-                                              "C64"};
+constexpr const char* kUnsupportedDTypes[] = {"U8",      "I8",      "I16", "U16",     "I32",     "U32",
+                                              "U64",     "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3",
+                                              "F6_E3M2", "C64"};
 
 float half_to_float(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
@@ -255,7 +254,7 @@ const FileDTypeInfo& parse_dtype(const json& value, const std::string& where, co
   for (const char* unsupported : kUnsupportedDTypes) {
     if (name == unsupported) {
       fail(source, where + ": dtype " + quote_name(name) +
-                       " is not supported (minitrain reads F32, F64, F16 and BF16)");
+                       " is not supported (minitrain reads F32, F64, F16, BF16, I64 and BOOL)");
     }
   }
   fail(source, where + ": unknown dtype " + quote_name(name));
@@ -402,9 +401,28 @@ Header validate_header(const json& root, uint64_t data_size, const std::string& 
 // Copies `n` bytes at `offset` in the data section to `dst` (or throws).
 using ReadBytes = std::function<void(uint64_t offset, std::size_t n, uint8_t* dst)>;
 
-Tensor read_tensor(const Entry& e, const ReadBytes& read) {
+Tensor read_tensor(const Entry& e, const ReadBytes& read, const std::string& source) {
   const auto nbytes = static_cast<std::size_t>(e.end - e.begin);
   switch (e.dtype->dtype) {
+    case FileDType::I64: {
+      Tensor t = empty(e.shape, DType::Int64);
+      if (nbytes > 0) read(e.begin, nbytes, reinterpret_cast<uint8_t*>(t.data<int64_t>()));
+      return t;
+    }
+    case FileDType::BOOL: {
+      // Read as bytes first: a byte other than 0 or 1 is not a bool, and reading it as one is undefined.
+      std::vector<uint8_t> raw(nbytes);
+      if (nbytes > 0) read(e.begin, nbytes, raw.data());
+      for (std::size_t i = 0; i < raw.size(); ++i)
+        if (raw[i] > 1)
+          fail(source, "tensor " + quote_name(e.name) + ": BOOL element " + std::to_string(i) + " (data offset " +
+                           std::to_string(e.begin + i) + ") holds byte " + std::to_string(raw[i]) +
+                           ", not 0 or 1");
+      Tensor t = empty(e.shape, DType::Bool);
+      bool* out = t.data<bool>();
+      for (std::size_t i = 0; i < raw.size(); ++i) out[i] = raw[i] != 0;
+      return t;
+    }
     case FileDType::F32: {
       Tensor t = empty(e.shape, DType::Float32);
       if (nbytes > 0) read(e.begin, nbytes, reinterpret_cast<uint8_t*>(t.data<float>()));
@@ -432,9 +450,20 @@ Tensor read_tensor(const Entry& e, const ReadBytes& read) {
   throw std::logic_error("safetensors: unhandled dtype");
 }
 
-SafeTensors build(Header&& header, const ReadBytes& read) {
+// The buffer of a contiguous tensor as bytes (a bool is one byte, 0 or 1, as the format's BOOL).
+const char* raw_bytes(const Tensor& t) {
+  switch (t.dtype()) {
+    case DType::Float32: return reinterpret_cast<const char*>(t.data<float>());
+    case DType::Float64: return reinterpret_cast<const char*>(t.data<double>());
+    case DType::Int64: return reinterpret_cast<const char*>(t.data<int64_t>());
+    case DType::Bool: break;
+  }
+  return reinterpret_cast<const char*>(t.data<bool>());
+}
+
+SafeTensors build(Header&& header, const ReadBytes& read, const std::string& source) {
   SafeTensors result;
-  for (const Entry& e : header.entries) result.tensors.emplace(e.name, read_tensor(e, read));
+  for (const Entry& e : header.entries) result.tensors.emplace(e.name, read_tensor(e, read, source));
   result.metadata = std::move(header.metadata);
   return result;
 }
@@ -496,6 +525,8 @@ std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
     switch (tensor.dtype()) {
       case DType::Float32: item.dtype = "F32"; item.itemsize = 4; break;
       case DType::Float64: item.dtype = "F64"; item.itemsize = 8; break;
+      case DType::Int64: item.dtype = "I64"; item.itemsize = 8; break;
+      case DType::Bool: item.dtype = "BOOL"; item.itemsize = 1; break;
     }
     if (item.dtype == nullptr) {
       throw std::invalid_argument("serialize_safetensors: tensor " + quote_name(name) + " has dtype " +
@@ -543,9 +574,7 @@ std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
   for (const Item* item : data_order) {
     const auto nbytes = static_cast<std::size_t>(item->end - item->begin);
     if (nbytes == 0) continue;
-    const char* bytes = item->itemsize == 8 ? reinterpret_cast<const char*>(item->data.data<double>())
-                                            : reinterpret_cast<const char*>(item->data.data<float>());
-    out.append(bytes, nbytes);
+    out.append(raw_bytes(item->data), nbytes);
   }
   return out;
 }
@@ -611,7 +640,7 @@ SafeTensors parse_safetensors(const uint8_t* data, std::size_t size, const std::
   const uint8_t* data_section = header_text + header_size;
   return build(std::move(header), [&](uint64_t offset, std::size_t n, uint8_t* dst) {
     std::memcpy(dst, data_section + offset, n);
-  });
+  }, source_name);
 }
 
 SafeTensors load_safetensors(const std::string& path) {
@@ -652,7 +681,7 @@ SafeTensors load_safetensors(const std::string& path) {
   const uint64_t data_start = 8 + header_size;
   return build(std::move(header), [&](uint64_t offset, std::size_t n, uint8_t* dst) {
     read_at(data_start + offset, n, dst);
-  });
+  }, path);
 }
 
 }  // namespace minitrain

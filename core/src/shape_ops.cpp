@@ -45,6 +45,9 @@ Tensor& Tensor::set_data(const Tensor& src) {
   check_defined(*this, "set_data");
   check_defined(src, "set_data", "source");
   if (!is_leaf() || !src.is_leaf()) throw_arg("set_data", "both tensors must be leaves");
+  if (requires_grad() && !is_floating_point(src.dtype()))
+    throw_arg("set_data", std::string("a tensor that requires grad cannot take ") + dtype_name(src.dtype()) +
+                              " data");
   TensorImpl& t = *impl();
   t.storage = src.impl()->storage;
   t.shape = src.shape();
@@ -59,6 +62,7 @@ Tensor Tensor::to(DType target) const {
   if (dtype() == target) return *this;
   Tensor out = make_tensor(shape(), target);
   copy_strided(*this, out);
+  if (!is_floating_point(target)) return out;  // integers and bools carry no gradient
   const DType source = dtype();
   return attach(out, "to", {*this}, [source](const Tensor& g, const std::vector<Tensor>&) {
     return std::vector<Tensor>{g.to(source)};

@@ -17,7 +17,7 @@ namespace {
 
 Tensor softmax_impl(const char* op, const Tensor& x_in, int64_t dim, bool log_output) {
   profiler::Scope scope(op);
-  check_defined(x_in, op);
+  check_floating(x_in, op);
   if (x_in.dim() == 0) throw_arg(op, "needs at least one dim, got a scalar");
   const int64_t d = wrap_dim(dim, x_in.dim(), op);
   Tensor x = x_in.detach().contiguous();

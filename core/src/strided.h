@@ -5,6 +5,10 @@
 #include "tensor_impl.h"
 
 #include <array>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <type_traits>
 
 namespace minitrain {
 
@@ -36,19 +40,30 @@ void for_each_row(const Shape& shape, const std::array<const Shape*, N>& strides
   }
 }
 
-// dst[i] = src[i] for two views of the same shape (any strides, any of the two dtypes).
+// One element converted as static_cast does (float to int64 truncates, anything to bool is != 0), except
+// that a float int64 cannot hold (NaN, infinity, beyond +-2^63) throws instead of being undefined behaviour.
+template <class D, class S>
+inline D convert_element(S v) {
+  if constexpr (std::is_same<D, int64_t>::value && std::is_floating_point<S>::value) {
+    if (!(v >= S(-9223372036854775808.0) && v < S(9223372036854775808.0)))
+      throw std::invalid_argument("conversion to int64: " + std::to_string(v) + " is not representable");
+  }
+  return static_cast<D>(v);
+}
+
+// dst[i] = src[i] for two views of the same shape (any strides, any dtypes, converted element-wise).
 inline void copy_strided(const Tensor& src, Tensor& dst) {
   TensorImpl& s = *src.impl();
   TensorImpl& d = *dst.impl();
-  dispatch(s.dtype(), [&](auto stag) {
+  dispatch_all(s.dtype(), [&](auto stag) {
     using S = decltype(stag);
-    dispatch(d.dtype(), [&](auto dtag) {
+    dispatch_all(d.dtype(), [&](auto dtag) {
       using D = decltype(dtag);
       const S* sp = s.storage->template ptr<S>();
       D* dp = d.storage->template ptr<D>();
       for_each_row<2>(s.shape, {&s.strides, &d.strides}, {s.offset, d.offset},
                       [&](const std::array<int64_t, 2>& p, int64_t n, const std::array<int64_t, 2>& st) {
-                        for (int64_t i = 0; i < n; ++i) dp[p[1] + i * st[1]] = static_cast<D>(sp[p[0] + i * st[0]]);
+                        for (int64_t i = 0; i < n; ++i) dp[p[1] + i * st[1]] = convert_element<D>(sp[p[0] + i * st[0]]);
                       });
     });
   });

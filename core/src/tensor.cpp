@@ -1,4 +1,5 @@
 // Tensor handle basics: geometry, element access, raw buffers, printing, and shared helpers.
+#include "strided.h"
 #include "tensor_impl.h"
 
 #include <atomic>
@@ -14,8 +15,27 @@ namespace {
 std::atomic<int64_t> g_live_storage_bytes{0};
 }
 
-const char* dtype_name(DType dtype) { return dtype == DType::Float32 ? "float32" : "float64"; }
-std::size_t dtype_size(DType dtype) { return dtype == DType::Float32 ? 4 : 8; }
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::Int64: return "int64";
+    case DType::Bool: break;
+  }
+  return "bool";
+}
+
+std::size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return 4;
+    case DType::Float64:
+    case DType::Int64: return 8;
+    case DType::Bool: break;
+  }
+  return 1;
+}
+
+bool is_floating_point(DType dtype) { return dtype == DType::Float32 || dtype == DType::Float64; }
 
 std::string shape_str(const Shape& shape) {
   std::string s = "[";
@@ -29,19 +49,30 @@ int64_t shape_numel(const Shape& shape) {
   return n;
 }
 
-Storage::Storage(DType dtype_, int64_t numel) : dtype(dtype_) {
-  if (numel < 0) throw std::invalid_argument("Storage: negative element count");
-  if (dtype == DType::Float32)
-    f32.resize(static_cast<std::size_t>(numel));
-  else
-    f64.resize(static_cast<std::size_t>(numel));
-  g_live_storage_bytes += numel * static_cast<int64_t>(dtype_size(dtype));
+namespace {
+// The element count of a shape for a new tensor, refused when a dim is negative or the product
+// overflows (shape_numel would wrap).
+int64_t checked_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n))
+      throw std::invalid_argument("tensor: shape " + shape_str(shape) + " is not a valid size");
+  return n;
+}
+}  // namespace
+
+Storage::Storage(DType dtype_, int64_t numel) : dtype(dtype_), numel_(numel) {
+  int64_t bytes = 0;
+  if (numel < 0 || __builtin_mul_overflow(numel, static_cast<int64_t>(dtype_size(dtype)), &bytes))
+    throw std::invalid_argument("tensor: " + std::to_string(numel) + " elements of " + dtype_name(dtype) +
+                                " is not a valid size");
+  data_ = buffer_pool::acquire(static_cast<std::size_t>(bytes));
+  g_live_storage_bytes += bytes;
 }
 
-Storage::~Storage() { g_live_storage_bytes -= numel() * static_cast<int64_t>(dtype_size(dtype)); }
-
-int64_t Storage::numel() const {
-  return static_cast<int64_t>(dtype == DType::Float32 ? f32.size() : f64.size());
+Storage::~Storage() {
+  buffer_pool::release(data_, bytes());
+  g_live_storage_bytes -= static_cast<int64_t>(bytes());
 }
 
 int64_t live_storage_bytes() { return g_live_storage_bytes.load(); }
@@ -69,7 +100,7 @@ Tensor make_tensor(const Shape& shape, DType dtype) {
   for (int64_t d : shape)
     if (d < 0) throw std::invalid_argument("tensor: negative dimension in shape " + shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(dtype, shape_numel(shape));
+  impl->storage = std::make_shared<Storage>(dtype, checked_numel(shape));
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   return Tensor(std::move(impl));
@@ -104,6 +135,19 @@ void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
   if (a.dtype() != b.dtype())
     throw_arg(op, std::string("dtypes ") + dtype_name(a.dtype()) + " and " + dtype_name(b.dtype()) +
                       " differ (convert one with .to())");
+}
+
+void check_floating(const Tensor& t, const char* op, const char* name) {
+  check_defined(t, op, name);
+  if (!is_floating_point(t.dtype()))
+    throw_arg(op, std::string(name) + " must be a floating-point tensor (float32 or float64), got " +
+                      dtype_name(t.dtype()));
+}
+
+void check_int64(const Tensor& t, const char* op, const char* name) {
+  check_defined(t, op, name);
+  if (t.dtype() != DType::Int64)
+    throw_arg(op, std::string(name) + " must be an int64 tensor, got " + dtype_name(t.dtype()));
 }
 
 Tensor::Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
@@ -147,27 +191,53 @@ double Tensor::item() const {
 
 double Tensor::at(const std::vector<int64_t>& index) const {
   const TensorImpl& t = checked(impl_);
-  int64_t pos = storage_index(t, index, "at");
-  return dtype() == DType::Float32 ? t.storage->f32[pos] : t.storage->f64[pos];
+  const int64_t pos = storage_index(t, index, "at");
+  return dispatch_all(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    return static_cast<double>(t.storage->ptr<T>()[pos]);
+  });
+}
+
+template <class T>
+T Tensor::item() const {
+  if (numel() != 1) throw_arg("item", "needs exactly one element, got shape " + shape_str(shape()));
+  const TensorImpl& t = checked(impl_);
+  const int64_t pos = storage_index(t, std::vector<int64_t>(t.shape.size(), 0), "item");
+  return dispatch_all(t.dtype(), [&](auto tag) {
+    using S = decltype(tag);
+    return convert_element<T>(t.storage->ptr<S>()[pos]);
+  });
 }
 
 void Tensor::set(const std::vector<int64_t>& index, double value) {
   TensorImpl& t = *impl_;
-  int64_t pos = storage_index(checked(impl_), index, "set");
-  if (dtype() == DType::Float32)
-    t.storage->f32[pos] = static_cast<float>(value);
-  else
-    t.storage->f64[pos] = value;
+  const int64_t pos = storage_index(checked(impl_), index, "set");
+  if (t.dtype() == DType::Int64 && (std::trunc(value) != value || !(std::fabs(value) < 9223372036854775808.0)))
+    throw_arg("set", "an int64 tensor cannot hold " + std::to_string(value));
+  dispatch_all(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    t.storage->ptr<T>()[pos] = static_cast<T>(value);
+  });
   ++t.storage->version;
 }
 
 uint64_t Tensor::version() const { return checked(impl_).storage->version; }
 void Tensor::bump_version() { ++checked(impl_).storage->version; }
 
+namespace {
+template <class T>
+constexpr DType dtype_of() {
+  if constexpr (std::is_same<T, float>::value) return DType::Float32;
+  if constexpr (std::is_same<T, double>::value) return DType::Float64;
+  if constexpr (std::is_same<T, int64_t>::value) return DType::Int64;
+  return DType::Bool;
+}
+}  // namespace
+
 template <class T>
 T* Tensor::data() {
   const TensorImpl& t = checked(impl_);
-  constexpr DType want = std::is_same<T, float>::value ? DType::Float32 : DType::Float64;
+  constexpr DType want = dtype_of<T>();
   if (t.dtype() != want)
     throw_arg("data", std::string("tensor is ") + dtype_name(t.dtype()) + ", not " + dtype_name(want));
   if (!t.is_contiguous()) throw_arg("data", "tensor of shape " + shape_str(t.shape) + " is not contiguous");
@@ -183,20 +253,24 @@ template <class T>
 std::vector<T> Tensor::to_vector() const {
   Tensor c = contiguous();
   std::vector<T> out(static_cast<std::size_t>(c.numel()));
-  dispatch(c.dtype(), [&](auto tag) {
+  dispatch_all(c.dtype(), [&](auto tag) {
     using S = decltype(tag);
     const S* p = c.data<S>();
-    for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(p[i]);
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = convert_element<T>(p[i]);
   });
   return out;
 }
 
-template float* Tensor::data<float>();
-template double* Tensor::data<double>();
-template const float* Tensor::data<float>() const;
-template const double* Tensor::data<double>() const;
-template std::vector<float> Tensor::to_vector<float>() const;
-template std::vector<double> Tensor::to_vector<double>() const;
+#define MINITRAIN_TENSOR_ELEMENT(T)                    \
+  template T* Tensor::data<T>();                       \
+  template const T* Tensor::data<T>() const;           \
+  template std::vector<T> Tensor::to_vector<T>() const; \
+  template T Tensor::item<T>() const;
+MINITRAIN_TENSOR_ELEMENT(float)
+MINITRAIN_TENSOR_ELEMENT(double)
+MINITRAIN_TENSOR_ELEMENT(int64_t)
+MINITRAIN_TENSOR_ELEMENT(bool)
+#undef MINITRAIN_TENSOR_ELEMENT
 
 bool Tensor::requires_grad() const { return checked(impl_).requires_grad; }
 
@@ -204,6 +278,9 @@ Tensor& Tensor::set_requires_grad(bool requires_grad) {
   checked(impl_);
   if (impl_->grad_fn)
     throw_arg("set_requires_grad", "only leaf tensors can change requires_grad; use detach() first");
+  if (requires_grad && !is_floating_point(impl_->dtype()))
+    throw_arg("set_requires_grad", std::string("only floating-point tensors can require gradients, got ") +
+                                       dtype_name(impl_->dtype()));
   impl_->requires_grad = requires_grad;
   return *this;
 }
@@ -232,7 +309,11 @@ namespace {
 void print_rec(std::ostream& os, const Tensor& t, std::vector<int64_t>& index, std::size_t d) {
   const Shape& shape = t.shape();
   if (d == shape.size()) {
-    os << t.at(index);
+    switch (t.dtype()) {
+      case DType::Int64: os << t.impl()->storage->ptr<int64_t>()[storage_index(*t.impl(), index, "print")]; break;
+      case DType::Bool: os << (t.at(index) != 0 ? "true" : "false"); break;
+      default: os << t.at(index);
+    }
     return;
   }
   os << "[";
@@ -262,14 +343,6 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   os << ")";
   os.flags(flags);
   return os;
-}
-
-Indices::Indices(Shape shape_, std::vector<int64_t> values_)
-    : shape(std::move(shape_)), values(std::move(values_)) {
-  if (shape_numel(shape) != static_cast<int64_t>(values.size()))
-    throw std::invalid_argument("Indices: shape " + shape_str(shape) + " holds " +
-                                std::to_string(shape_numel(shape)) + " values, got " +
-                                std::to_string(values.size()));
 }
 
 }  // namespace minitrain

@@ -6,8 +6,6 @@
 
 #include "buffer_pool.h"
 
-#include <xtensor/xstorage.hpp>
-
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -16,31 +14,32 @@
 
 namespace minitrain {
 
-// A flat buffer on xtensor's uninitialised vector, from the buffer pool. One of the two is used, as
-// dtype says.
+// A flat, uninitialised, 64-byte aligned buffer of `numel` elements of `dtype`, from the buffer pool.
 struct Storage {
   DType dtype;
   // Bumped by every in-place write through the public API (set, copy_, optimizer steps, ...), shared by
   // every view and detach() alias of this buffer. A node records it for each tensor its backward reads,
   // and backward refuses to run when it has changed since.
   uint64_t version = 0;
-  xt::uvector<float, buffer_pool::Allocator<float>> f32;
-  xt::uvector<double, buffer_pool::Allocator<double>> f64;
 
-  Storage(DType dtype, int64_t numel);
+  Storage(DType dtype, int64_t numel);  // throws when numel * dtype_size overflows
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
-  int64_t numel() const;
-  void* raw() { return dtype == DType::Float32 ? static_cast<void*>(f32.data()) : f64.data(); }
+  int64_t numel() const { return numel_; }
+  std::size_t bytes() const { return static_cast<std::size_t>(numel_) * dtype_size(dtype); }
+  void* raw() { return data_; }
+  // The buffer as T*; callers have checked (or dispatched on) the dtype.
   template <class T>
-  T* ptr();
+  T* ptr() {
+    return static_cast<T*>(data_);
+  }
+
+ private:
+  void* data_ = nullptr;
+  int64_t numel_ = 0;
 };
-template <>
-inline float* Storage::ptr<float>() { return f32.data(); }
-template <>
-inline double* Storage::ptr<double>() { return f64.data(); }
 
 struct Node;
 
@@ -116,12 +115,32 @@ int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
 [[noreturn]] void throw_arg(const char* op, const std::string& what);
 void check_defined(const Tensor& t, const char* op, const char* name = "input");
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
+// Throws "<op>: <name> must be a floating-point tensor, got int64" for integer and bool tensors: every
+// differentiable op calls it on its float operands.
+void check_floating(const Tensor& t, const char* op, const char* name = "input");
+// Throws "<op>: <name> must be an int64 tensor, got float32" (indices, ids, targets).
+void check_int64(const Tensor& t, const char* op, const char* name);
 
-// Calls f(T{}) with T = float or double per dtype.
+// Calls f(T{}) with T = float or double per dtype. Float kernels only: ops check their operands with
+// check_floating first, so an integer dtype reaching here is a bug in the op, not in the caller's input.
 template <class F>
 decltype(auto) dispatch(DType dtype, F&& f) {
   if (dtype == DType::Float32) return f(float{});
+  if (dtype != DType::Float64)
+    throw std::logic_error(std::string("float kernel given a tensor of dtype ") + dtype_name(dtype));
   return f(double{});
+}
+
+// Calls f(T{}) with T = float, double, int64_t or bool per dtype: copies, conversions, selection.
+template <class F>
+decltype(auto) dispatch_all(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::Float32: return f(float{});
+    case DType::Float64: return f(double{});
+    case DType::Int64: return f(int64_t{});
+    case DType::Bool: break;
+  }
+  return f(bool{});
 }
 
 }  // namespace minitrain

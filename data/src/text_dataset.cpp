@@ -1,5 +1,7 @@
 #include <minitrain/data/text_dataset.h>
 
+#include <minitrain/core/factory.h>
+
 #include <minitrain/core/regular_file.h>
 
 #include <unistd.h>
@@ -84,7 +86,7 @@ Batch TextDataset::get_batch(Split split, int64_t batch_size, int64_t block_size
       y[static_cast<std::size_t>(b * block_size + t)] = data[start + t + 1];
     }
   }
-  return Batch{Indices({batch_size, block_size}, std::move(x)), Indices({batch_size, block_size}, std::move(y))};
+  return Batch{from_vector(x, {batch_size, block_size}), from_vector(y, {batch_size, block_size})};
 }
 
 }  // namespace minitrain::data

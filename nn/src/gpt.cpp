@@ -106,18 +106,19 @@ GPT::GPT(const GPTConfig& c) : Module("GPT"), config_(c) {
   }
 }
 
-Tensor GPT::embed(const Indices& idx, int64_t start) {
-  if (idx.shape.size() != 2) throw std::invalid_argument("GPT: token ids must be (B, T), got " + shape_str(idx.shape));
-  const int64_t T = idx.shape[1];
+Tensor GPT::embed(const Tensor& idx, int64_t start) {
+  if (!idx.defined() || idx.dtype() != DType::Int64 || idx.dim() != 2)
+    throw std::invalid_argument("GPT: token ids must be an int64 tensor (B, T), got " +
+                                (idx.defined() ? std::string(dtype_name(idx.dtype())) + " " + shape_str(idx.shape())
+                                               : std::string("an undefined tensor")));
+  const int64_t T = idx.size(1);
   if (start + T > config_.block_size)
     throw std::invalid_argument("GPT: sequence of length " + std::to_string(start + T) + " exceeds block_size " +
                                 std::to_string(config_.block_size));
   Tensor tok = wte->forward(idx);  // (B, T, C)
   Tensor pos;                      // (T, C), broadcast over the batch
   if (wpe) {
-    std::vector<int64_t> positions(static_cast<std::size_t>(T));
-    for (int64_t t = 0; t < T; ++t) positions[t] = start + t;
-    pos = wpe->forward(Indices({T}, positions));
+    pos = wpe->forward(arange(static_cast<double>(start), static_cast<double>(start + T), 1.0, DType::Int64));
   } else {
     pos = sinusoidal_positions(T, config_.n_embd, start, tok.dtype());
   }
@@ -126,15 +127,15 @@ Tensor GPT::embed(const Indices& idx, int64_t start) {
 
 Tensor GPT::head(const Tensor& x) { return lm_head->forward(ln_f->forward(x)); }
 
-Tensor GPT::forward(const Indices& idx) {
+Tensor GPT::forward(const Tensor& idx) {
   Tensor x = embed(idx, 0);
   for (const auto& block : *h) x = block->forward(x);
   return head(x);
 }
 
-Tensor GPT::loss(const Indices& idx, const Indices& targets) { return cross_entropy(forward(idx), targets); }
+Tensor GPT::loss(const Tensor& idx, const Tensor& targets) { return cross_entropy(forward(idx), targets); }
 
-Tensor GPT::forward_cached(const Indices& idx, std::vector<KVCache>& caches) {
+Tensor GPT::forward_cached(const Tensor& idx, std::vector<KVCache>& caches) {
   if (caches.size() != h->size()) caches.resize(h->size());
   Tensor x = embed(idx, caches[0].length());
   for (std::size_t i = 0; i < h->size(); ++i) x = (*h)[i]->forward(x, &caches[i]);
@@ -196,7 +197,7 @@ std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t m
     for (auto& c : caches) c.clear();
     const int64_t n = std::min<int64_t>(static_cast<int64_t>(tokens.size()), config_.block_size);
     std::vector<int64_t> context(tokens.end() - n, tokens.end());
-    return forward_cached(Indices({1, n}, context), caches);
+    return forward_cached(from_vector(context, {1, n}), caches);
   };
   Tensor logits = prefill();
   for (int64_t step = 0; step < max_new_tokens; ++step) {
@@ -210,7 +211,7 @@ std::vector<int64_t> GPT::generate(const std::vector<int64_t>& prompt, int64_t m
     if (caches[0].length() >= config_.block_size)
       logits = prefill();  // the window slides: positions restart, so the cache is rebuilt
     else
-      logits = forward_cached(Indices({1, 1}, {next}), caches);
+      logits = forward_cached(full({1, 1}, static_cast<double>(next), DType::Int64), caches);
   }
   return tokens;
 }

@@ -53,7 +53,7 @@ Embedding::Embedding(int64_t num, int64_t dim_, Generator* gen)
   weight = register_parameter("weight", weight);
 }
 
-Tensor Embedding::forward(const Indices& ids) { return embedding(weight, ids); }
+Tensor Embedding::forward(const Tensor& ids) { return embedding(weight, ids); }
 
 std::string Embedding::extra_repr() const {
   return "(" + std::to_string(num_embeddings) + ", " + std::to_string(embedding_dim) + ")";

@@ -98,7 +98,7 @@ TEST(InPlaceVersions, EveryOpThatReadsATensorInBackwardRecordsIt) {
       {"layer_norm", [](const Tensor& x) { return layer_norm(x, ones({4}, DType::Float64), zeros({4}, DType::Float64)); }},
       {"gelu", [](const Tensor& x) { return gelu(x); }},
       {"div", [&](const Tensor& x) { return div(w, x); }},
-      {"cross_entropy", [](const Tensor& x) { return cross_entropy(x, Indices({2}, {1, 3})); }},
+      {"cross_entropy", [](const Tensor& x) { return cross_entropy(x, from_vector(std::vector<int64_t>{1, 3}, {2})); }},
       {"scaled_dot_product_attention", [](const Tensor& x) {
          const Tensor q = x.reshape({1, 2, 4});
          return scaled_dot_product_attention(q, q, q, 0.5, /*causal=*/true);

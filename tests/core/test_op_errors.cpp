@@ -81,10 +81,10 @@ TEST(OpErrors, ShapeOps) {
 }
 
 TEST(OpErrors, NnOps) {
-  expect_error([] { embedding(zeros({5, 3}), Indices({2}, {1, 5})); }, {"embedding", "id 5", "position 1", "[0, 5)"});
-  expect_error([] { embedding(zeros({5}), Indices({1}, {0})); }, {"embedding", "(V, C)", "[5]"});
-  expect_error([] { cross_entropy(zeros({4, 3}), Indices({3}, {0, 1, 2})); }, {"cross_entropy", "[3]", "[4,3]"});
-  expect_error([] { cross_entropy(zeros({2, 3}), Indices({2}, {0, 3})); }, {"cross_entropy", "target 3", "position 1"});
+  expect_error([] { embedding(zeros({5, 3}), from_vector(std::vector<int64_t>{1, 5}, {2})); }, {"embedding", "id 5", "position 1", "[0, 5)"});
+  expect_error([] { embedding(zeros({5}), from_vector(std::vector<int64_t>{0}, {1})); }, {"embedding", "(V, C)", "[5]"});
+  expect_error([] { cross_entropy(zeros({4, 3}), from_vector(std::vector<int64_t>{0, 1, 2}, {3})); }, {"cross_entropy", "[3]", "[4,3]"});
+  expect_error([] { cross_entropy(zeros({2, 3}), from_vector(std::vector<int64_t>{0, 3}, {2})); }, {"cross_entropy", "target 3", "position 1"});
   expect_error([] { layer_norm(zeros({2, 4}), zeros({3}), Tensor()); }, {"layer_norm", "weight", "[3]", "[2,4]"});
   expect_error([] { layer_norm(zeros({2, 4}), Tensor(), zeros({4}, DType::Float64)); }, {"layer_norm", "dtypes"});
   expect_error([] { masked_fill(zeros({2, 3}), zeros({4}), 0.0); }, {"masked_fill", "[4]"});
@@ -129,10 +129,10 @@ TEST(OpSemantics, FullyMaskedSoftmaxRowIsZerosNotNaN) {
 TEST(OpSemantics, CrossEntropyOfHugeLogitsIsExact) {
   // logits 1e8 apart: naive log(softmax) gives 0 or inf; the fused form gives exactly 1e8.
   Tensor logits = from_vector(std::vector<double>{1e8, 0.0}, {1, 2});
-  EXPECT_DOUBLE_EQ(cross_entropy(logits, Indices({1}, {1})).item(), 1e8);
-  EXPECT_DOUBLE_EQ(cross_entropy(logits, Indices({1}, {0})).item(), 0.0);
+  EXPECT_DOUBLE_EQ(cross_entropy(logits, from_vector(std::vector<int64_t>{1}, {1})).item(), 1e8);
+  EXPECT_DOUBLE_EQ(cross_entropy(logits, from_vector(std::vector<int64_t>{0}, {1})).item(), 0.0);
   Tensor f32 = from_vector(std::vector<float>{1e4f, -1e4f, 0.0f}, {1, 3});
-  EXPECT_FLOAT_EQ(static_cast<float>(cross_entropy(f32, Indices({1}, {2})).item()), 1e4f);
+  EXPECT_FLOAT_EQ(static_cast<float>(cross_entropy(f32, from_vector(std::vector<int64_t>{2}, {1})).item()), 1e4f);
 }
 
 TEST(OpSemantics, LayerNormIsPreciseOnLargeMeanAndConstantRows) {
@@ -177,7 +177,7 @@ TEST(OpSemantics, LayerNormFloat32FollowsFloat64OnLargeMeanRowsForwardAndBackwar
 
 TEST(OpSemantics, EmbeddingBackwardScatterAddsAndLeavesUnusedRowsZero) {
   Tensor w = ones({4, 2}, DType::Float64).set_requires_grad(true);
-  sum(embedding(w, Indices({3}, {2, 0, 2}))).backward();
+  sum(embedding(w, from_vector(std::vector<int64_t>{2, 0, 2}, {3}))).backward();
   EXPECT_EQ(w.grad().to_vector<double>(), (std::vector<double>{1, 1, 0, 0, 2, 2, 0, 0}));
 }
 

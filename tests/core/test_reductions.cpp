@@ -39,25 +39,26 @@ std::vector<double> row_grad(const std::vector<double>& x, std::size_t offset, i
 
 // Cross-entropy of (rows, classes) logits, checked value and gradient against the mean over the rows
 // whose target is not `ignore`, with every ignored row's gradient exactly zero.
-void expect_mean_over_counted_rows(const Tensor& logits, const Indices& targets, int64_t ignore) {
+void expect_mean_over_counted_rows(const Tensor& logits, const Tensor& targets, int64_t ignore) {
   Tensor loss = cross_entropy(logits, targets, ignore);
   loss.backward();
   const int64_t classes = logits.size(-1), rows = targets.numel();
   const std::vector<double> x = logits.to_vector<double>(), dx = logits.grad().to_vector<double>();
+  const std::vector<int64_t> target = targets.to_vector<int64_t>();
   double total = 0;
   int64_t counted = 0;
   for (int64_t r = 0; r < rows; ++r)
-    if (targets.values[r] != ignore) {
-      total += row_loss(x, r * classes, classes, targets.values[r]);
+    if (target[r] != ignore) {
+      total += row_loss(x, r * classes, classes, target[r]);
       ++counted;
     }
   ASSERT_GT(counted, 0);
   ASSERT_LT(counted, rows) << "the case must have ignored targets";
   EXPECT_NEAR(loss.item(), total / counted, 1e-12) << "the mean is over the " << counted << " counted targets";
   for (int64_t r = 0; r < rows; ++r) {
-    const bool ignored = targets.values[r] == ignore;
+    const bool ignored = target[r] == ignore;
     const std::vector<double> g = ignored ? std::vector<double>(classes, 0.0)
-                                          : row_grad(x, r * classes, classes, targets.values[r]);
+                                          : row_grad(x, r * classes, classes, target[r]);
     for (int64_t c = 0; c < classes; ++c) {
       const double expected = ignored ? 0.0 : g[c] / counted;
       if (ignored)
@@ -73,15 +74,15 @@ void expect_mean_over_counted_rows(const Tensor& logits, const Indices& targets,
 // Mutation killed: counting every row (ignored ones too) in the denominator, forward and backward alike.
 TEST(Reductions, CrossEntropyAveragesOverTheTargetsThatAreNotIgnored) {
   // (B, T, C) = (2, 3, 5) logits with padding (-100) at the ends of both sequences.
-  expect_mean_over_counted_rows(random_leaf({2, 3, 5}, 1, 2.0), Indices({2, 3}, {4, 0, -100, 2, -100, -100}), -100);
+  expect_mean_over_counted_rows(random_leaf({2, 3, 5}, 1, 2.0), from_vector(std::vector<int64_t>{4, 0, -100, 2, -100, -100}, {2, 3}), -100);
   // Another ignore_index, a class id used as padding: rows with target 0 are left out, not only -100.
-  expect_mean_over_counted_rows(random_leaf({6, 4}, 2, 2.0), Indices({6}, {0, 3, 0, 1, 2, 0}), 0);
+  expect_mean_over_counted_rows(random_leaf({6, 4}, 2, 2.0), from_vector(std::vector<int64_t>{0, 3, 0, 1, 2, 0}, {6}), 0);
 }
 
 TEST(Reductions, CrossEntropyOfOnlyIgnoredTargetsIsZeroWithZeroGradient) {
   // The documented rule (ops.h, cross_entropy.cpp): 0 and a zero gradient where torch gives NaN.
   Tensor logits = random_leaf({3, 4}, 3);
-  Tensor loss = cross_entropy(logits, Indices({3}, {-100, -100, -100}));
+  Tensor loss = cross_entropy(logits, from_vector(std::vector<int64_t>{-100, -100, -100}, {3}));
   loss.backward();
   EXPECT_EQ(loss.item(), 0.0);
   for (double g : logits.grad().to_vector<double>()) EXPECT_EQ(g, 0.0);

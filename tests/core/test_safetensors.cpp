@@ -447,10 +447,31 @@ TEST(SafetensorsHostile, UnknownDtype) {
 }
 
 TEST(SafetensorsHostile, UnsupportedDtype) {
-  for (const std::string dtype : {"I64", "U8", "BOOL", "F8_E4M3"}) {
+  for (const std::string dtype : {"I32", "U8", "U64", "F8_E4M3"}) {
     EXPECT_TRUE(ParseFails(make_file("{" + entry("ids", dtype, "[1]", 0, 8) + "}", std::string(8, '\0')),
                            {"tensor 'ids'", "dtype '" + dtype + "' is not supported"}));
   }
+}
+
+// I64 and BOOL hold token ids and masks; every int64 value survives, and a BOOL byte that is neither 0
+// nor 1 (not a bool: reading it as one is undefined) is refused naming the tensor and its offset.
+TEST(SafetensorsIntegerDtypes, Int64AndBoolRoundTripExactly) {
+  const int64_t big = std::numeric_limits<int64_t>::max();
+  const Tensor ids = from_vector(std::vector<int64_t>{big, -big - 1, 0, 9007199254740993}, {2, 2});
+  const Tensor mask = from_vector(std::vector<bool>{true, false, false, true, true}, {5});
+  const SafeTensors back = parse(serialize_safetensors({{"ids", ids}, {"mask", mask}}));
+  ASSERT_EQ(back.tensors.at("ids").dtype(), DType::Int64);
+  EXPECT_EQ(back.tensors.at("ids").shape(), (Shape{2, 2}));
+  EXPECT_EQ(back.tensors.at("ids").to_vector<int64_t>(), ids.to_vector<int64_t>());
+  ASSERT_EQ(back.tensors.at("mask").dtype(), DType::Bool);
+  EXPECT_EQ(back.tensors.at("mask").to_vector<bool>(), mask.to_vector<bool>());
+  const std::string header = serialize_safetensors({{"ids", ids}}).substr(8, 60);
+  EXPECT_NE(header.find("\"dtype\":\"I64\""), std::string::npos) << header;
+}
+
+TEST(SafetensorsHostile, BoolByteThatIsNotZeroOrOne) {
+  EXPECT_TRUE(ParseFails(make_file("{" + entry("mask", "BOOL", "[4]", 0, 4) + "}", std::string("\x01\x00\x02\x01", 4)),
+                         {"tensor 'mask'", "BOOL element 2", "data offset 2", "byte 2", "not 0 or 1"}));
 }
 
 TEST(SafetensorsHostile, ShapeThatIsNotAnArray) {

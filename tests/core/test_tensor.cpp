@@ -94,9 +94,9 @@ TEST(Generator, MomentsOfUniformNormalAndRandint) {
 TEST(Generator, RandomFactoriesAreSeeded) {
   Generator a(5), b(5);
   EXPECT_EQ(randn({4, 4}, a).to_vector<float>(), randn({4, 4}, b).to_vector<float>());
-  Indices r = randint(0, 10, {3, 2}, a);
-  EXPECT_EQ(r.shape, (Shape{3, 2}));
-  for (int64_t v : r.values) EXPECT_TRUE(v >= 0 && v < 10);
+  Tensor r = randint(0, 10, {3, 2}, a);
+  EXPECT_EQ(r.shape(), (Shape{3, 2}));
+  for (int64_t v : r.to_vector<int64_t>()) EXPECT_TRUE(v >= 0 && v < 10);
 }
 
 TEST(ShapeOps, TransposeIsAViewAndContiguousCopies) {

@@ -70,19 +70,19 @@ TEST(TextDataset, BatchShapesAndTargetsAreInputsShiftedByOne) {
   Generator gen(42);
   for (Split split : {Split::Train, Split::Val}) {
     const Batch batch = ds.get_batch(split, 4, 8, gen);
-    EXPECT_EQ(batch.x.shape, (Shape{4, 8}));
-    EXPECT_EQ(batch.y.shape, (Shape{4, 8}));
-    ASSERT_EQ(batch.x.values.size(), 32u);
-    ASSERT_EQ(batch.y.values.size(), 32u);
+    EXPECT_EQ(batch.x.shape(), (Shape{4, 8}));
+    EXPECT_EQ(batch.y.shape(), (Shape{4, 8}));
+    EXPECT_EQ(batch.x.dtype(), DType::Int64);
+    const std::vector<int64_t> x = batch.x.to_vector<int64_t>(), y = batch.y.to_vector<int64_t>();
     const std::vector<int64_t> tokens = ds.tokens(split);
     for (int64_t b = 0; b < 4; ++b) {
-      for (int64_t t = 0; t + 1 < 8; ++t) EXPECT_EQ(batch.y.values[b * 8 + t], batch.x.values[b * 8 + t + 1]);
+      for (int64_t t = 0; t + 1 < 8; ++t) EXPECT_EQ(y[b * 8 + t], x[b * 8 + t + 1]);
       // Each row is a window [start, start + 9) of this split's tokens.
       bool found = false;
       for (std::size_t start = 0; start + 9 <= tokens.size() && !found; ++start) {
         bool match = true;
         for (std::size_t t = 0; t < 8 && match; ++t)
-          match = tokens[start + t] == batch.x.values[b * 8 + t] && tokens[start + t + 1] == batch.y.values[b * 8 + t];
+          match = tokens[start + t] == x[b * 8 + t] && tokens[start + t + 1] == y[b * 8 + t];
         found = match;
       }
       EXPECT_TRUE(found) << "row " << b << " of the " << split_name(split) << " batch is not a window of the split";
@@ -98,17 +98,18 @@ TEST(TextDataset, WindowStartsComeFromTheGenerator) {
   ASSERT_EQ(ds.size(Split::Train), 81);
   Generator gen(7), expected(7);
   const Batch batch = ds.get_batch(Split::Train, 16, 5, gen);
+  const std::vector<int64_t> x = batch.x.to_vector<int64_t>(), y = batch.y.to_vector<int64_t>();
   for (int64_t b = 0; b < 16; ++b) {
     const int64_t start = expected.randint(0, 81 - 5);
     for (int64_t t = 0; t < 5; ++t) {
-      EXPECT_EQ(batch.x.values[b * 5 + t], start + t);
-      EXPECT_EQ(batch.y.values[b * 5 + t], start + t + 1);
+      EXPECT_EQ(x[b * 5 + t], start + t);
+      EXPECT_EQ(y[b * 5 + t], start + t + 1);
     }
   }
   // The largest block fits exactly: one window, the whole split.
   const Batch full = ds.get_batch(Split::Train, 2, 80, gen);
-  EXPECT_EQ(full.x.values.front(), 0);
-  EXPECT_EQ(full.y.values.back(), 80);
+  EXPECT_EQ(full.x.to_vector<int64_t>().front(), 0);
+  EXPECT_EQ(full.y.to_vector<int64_t>().back(), 80);
 }
 
 TEST(TextDataset, SameSeedSameBatchesDifferentSeedDifferentBatches) {
@@ -118,13 +119,13 @@ TEST(TextDataset, SameSeedSameBatchesDifferentSeedDifferentBatches) {
     const Batch ba = ds.get_batch(Split::Train, 8, 16, a);
     const Batch bb = ds.get_batch(Split::Train, 8, 16, b);
     const Batch bc = ds.get_batch(Split::Train, 8, 16, c);
-    EXPECT_EQ(ba.x.values, bb.x.values);
-    EXPECT_EQ(ba.y.values, bb.y.values);
-    EXPECT_NE(ba.x.values, bc.x.values);
+    EXPECT_EQ(ba.x.to_vector<int64_t>(), bb.x.to_vector<int64_t>());
+    EXPECT_EQ(ba.y.to_vector<int64_t>(), bb.y.to_vector<int64_t>());
+    EXPECT_NE(ba.x.to_vector<int64_t>(), bc.x.to_vector<int64_t>());
   }
   // Consecutive batches from one generator differ too.
   Generator d(5);
-  EXPECT_NE(ds.get_batch(Split::Val, 8, 16, d).x.values, ds.get_batch(Split::Val, 8, 16, d).x.values);
+  EXPECT_NE(ds.get_batch(Split::Val, 8, 16, d).x.to_vector<int64_t>(), ds.get_batch(Split::Val, 8, 16, d).x.to_vector<int64_t>());
 }
 
 TEST(TextDataset, BlockSizeTooLongNamesTheSizes) {

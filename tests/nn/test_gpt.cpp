@@ -156,13 +156,13 @@ TEST(GPT, TiedWeightGetsBothGradients) {
   // test_layers_gradcheck (WholeGPTLossEveryParameter); here: the head path reaches the shared tensor.
   nn::GPT model(config());
   model.to(DType::Float64);
-  const Indices idx = random_ids({1, 6}, 11, 1), targets = random_ids({1, 6}, 11, 2);
+  const Tensor idx = random_ids({1, 6}, 11, 1), targets = random_ids({1, 6}, 11, 2);
   model.loss(idx, targets).backward();
   Tensor g = model.wte->weight.grad();
   ASSERT_TRUE(g.defined());
   // Row of a token that never appears in idx: only the head contributes, and it is nonzero.
   std::vector<bool> used(11, false);
-  for (int64_t v : idx.values) used[static_cast<std::size_t>(v)] = true;
+  for (int64_t v : idx.to_vector<int64_t>()) used[static_cast<std::size_t>(v)] = true;
   int64_t unused = -1;
   for (int64_t v = 0; v < 11; ++v)
     if (!used[static_cast<std::size_t>(v)]) unused = v;
@@ -268,7 +268,7 @@ struct RunResult {
   std::map<std::string, std::vector<double>> grads;
 };
 
-RunResult run_path(nn::GPT& model, nn::AttentionPath path, const Indices& idx, const Generator::State& state) {
+RunResult run_path(nn::GPT& model, nn::AttentionPath path, const Tensor& idx, const Generator::State& state) {
   model.set_attention_path(path);
   model.zero_grad();
   model.dropout_generator().set_state(state);
@@ -287,7 +287,7 @@ void expect_paths_agree(DType dtype, double dropout, double tol) {
   model.to(dtype);
   model.train();
   perturb_parameters(model, 3, 0.1);
-  const Indices idx = random_ids({2, 10}, 13, 4);
+  const Tensor idx = random_ids({2, 10}, 13, 4);
   const Generator::State state = model.dropout_generator().state();
   RunResult fused = run_path(model, nn::AttentionPath::Fused, idx, state);
   RunResult composed = run_path(model, nn::AttentionPath::Composed, idx, state);
@@ -325,7 +325,7 @@ TEST(GPTAttentionPaths, FusedEqualsComposedFloat32WithDropout) { expect_paths_ag
 namespace {
 enum class Entry { Forward, CachedPrefill };
 
-Tensor logits_for(nn::GPT& model, const Indices& idx, bool dropout_on, const Generator::State& state, Entry entry) {
+Tensor logits_for(nn::GPT& model, const Tensor& idx, bool dropout_on, const Generator::State& state, Entry entry) {
   if (dropout_on) {
     model.train();
     model.dropout_generator().set_state(state);
@@ -343,7 +343,7 @@ TEST(GPTCausality, FutureTokensNeverChangePastLogitsOnAnyPath) {
   const int64_t T = 12, V = 13;
   nn::GPT model(config(T, V, 2, 2, 8, 0.2));
   perturb_parameters(model, 30, 0.2);  // a model with real mixing between positions
-  const Indices base = random_ids({2, T}, V, 31);
+  const Tensor base = random_ids({2, T}, V, 31);
   const Generator::State state = model.dropout_generator().state();
   int cases = 0;
   for (auto path : {nn::AttentionPath::Fused, nn::AttentionPath::Composed})
@@ -352,10 +352,10 @@ TEST(GPTCausality, FutureTokensNeverChangePastLogitsOnAnyPath) {
         model.set_attention_path(path);
         const Tensor ref = logits_for(model, base, dropout_on, state, entry);
         for (int64_t t : std::vector<int64_t>{0, 3, 6, T - 2}) {
-          Indices changed = base;
+          Tensor changed = base.clone();
           for (int64_t b = 0; b < 2; ++b)
             for (int64_t j = t + 1; j < T; ++j) {
-              int64_t& v = changed.values[static_cast<std::size_t>(b * T + j)];
+              int64_t& v = changed.data<int64_t>()[b * T + j];
               v = (v + 1 + (j * 7 + b) % (V - 1)) % V;  // always a different token
             }
           const Tensor got = logits_for(model, changed, dropout_on, state, entry);
@@ -369,9 +369,10 @@ TEST(GPTCausality, FutureTokensNeverChangePastLogitsOnAnyPath) {
         }
         // Information does flow forward: changing only token 0 changes the last position's logits, so
         // a leak (the mirror image) would be visible too.
-        Indices first = base;
-        first.values[0] = (first.values[0] + 1) % V;
-        first.values[static_cast<std::size_t>(T)] = (first.values[static_cast<std::size_t>(T)] + 1) % V;
+        Tensor first = base.clone();
+        int64_t* f = first.data<int64_t>();
+        f[0] = (f[0] + 1) % V;
+        f[T] = (f[T] + 1) % V;
         EXPECT_GT(max_abs_diff(logits_for(model, first, dropout_on, state, entry).narrow(1, T - 1, 1),
                                ref.narrow(1, T - 1, 1)),
                   1e-6);
@@ -390,17 +391,12 @@ void expect_cache_matches(DType dtype, nn::AttentionPath path, double tol, int64
   model.set_attention_path(path);
   model.eval();
   NoGradGuard no_grad;
-  const Indices idx = random_ids({2, T}, V, 41);
+  const Tensor idx = random_ids({2, T}, V, 41);
   const Tensor full = model.forward(idx);
   std::vector<nn::KVCache> caches;
   std::vector<Tensor> pieces;
   const int64_t prompt = 5;
-  auto take = [&](int64_t start, int64_t len) {
-    std::vector<int64_t> v;
-    for (int64_t b = 0; b < 2; ++b)
-      for (int64_t t = start; t < start + len; ++t) v.push_back(idx.values[static_cast<std::size_t>(b * T + t)]);
-    return Indices({2, len}, v);
-  };
+  auto take = [&](int64_t start, int64_t len) { return idx.narrow(1, start, len); };
   pieces.push_back(model.forward_cached(take(0, prompt), caches));
   for (int64_t t = prompt; t < T; t += chunk) {
     const int64_t len = std::min(chunk, T - t);
@@ -434,12 +430,12 @@ TEST(GPTKVCache, SinusoidalPositionsNoBias) {
     perturb_parameters(model, 42, 0.2);
     model.eval();
     NoGradGuard no_grad;
-    const Indices idx = random_ids({1, T}, V, 43);
+    const Tensor idx = random_ids({1, T}, V, 43);
     const Tensor full = model.forward(idx);
     std::vector<nn::KVCache> caches;
     std::vector<Tensor> pieces;
-    pieces.push_back(model.forward_cached(Indices({1, 4}, std::vector<int64_t>(idx.values.begin(), idx.values.begin() + 4)), caches));
-    for (int64_t t = 4; t < T; ++t) pieces.push_back(model.forward_cached(Indices({1, 1}, {idx.values[static_cast<std::size_t>(t)]}), caches));
+    pieces.push_back(model.forward_cached(idx.narrow(1, 0, 4), caches));
+    for (int64_t t = 4; t < T; ++t) pieces.push_back(model.forward_cached(idx.narrow(1, t, 1), caches));
     EXPECT_LE(max_abs_diff(cat(pieces, 1), full), 1e-10);
   }
 }
@@ -460,7 +456,7 @@ std::vector<int64_t> greedy_reference(nn::GPT& model, std::vector<int64_t> token
   for (int64_t i = 0; i < n; ++i) {
     const int64_t len = std::min<int64_t>(static_cast<int64_t>(tokens.size()), block);
     std::vector<int64_t> ctx(tokens.end() - len, tokens.end());
-    tokens.push_back(argmax_last(model.forward(Indices({1, len}, ctx))));
+    tokens.push_back(argmax_last(model.forward(from_vector(ctx, {1, len}))));
   }
   return tokens;
 }

@@ -89,7 +89,7 @@ TEST(LayersGradcheck, LinearWithoutBias) {
 TEST(LayersGradcheck, EmbeddingWithRepeatedIds) {
   Generator g(3);
   nn::Embedding emb(6, 4, &g);
-  const Indices ids({2, 3}, {1, 3, 1, 0, 1, 3});
+  const Tensor ids = from_vector(std::vector<int64_t>{1, 3, 1, 0, 1, 3}, {2, 3});
   expect_module_grads(emb, [&](auto) { return emb.forward(ids); }, {}, "Embedding");
   expect_input_grads([&](auto in) { return embedding(in[0], ids); }, {emb.weight}, "Embedding as op");
   // Scatter-add: row 1 (used 3 times) gets the sum of three upstream rows; unused rows exactly 0.
@@ -270,7 +270,7 @@ TEST(LayersGradcheck, WholeGPTLossEveryParameter) {
   model.to(DType::Float64);
   // Away from GPT-2's init (tiny residual projections, unit LayerNorms), so every path carries signal.
   perturb_parameters(model, 21, 0.15);
-  const Indices idx = random_ids({2, 8}, 11, 22), targets = random_ids({2, 8}, 11, 23);
+  const Tensor idx = random_ids({2, 8}, 11, 22), targets = random_ids({2, 8}, 11, 23);
   expect_module_grads(model, [&](auto) { return model.loss(idx, targets); }, {}, "GPT loss");
   // The tied head/embedding is checked once, as one tensor receiving both gradients.
   EXPECT_EQ(model.named_parameters().size(), model.state_dict().size() - 1);
@@ -281,7 +281,7 @@ TEST(LayersGradcheck, WholeGPTLossWithDropout) {
   model.train();
   model.to(DType::Float64);
   perturb_parameters(model, 24, 0.15);
-  const Indices idx = random_ids({2, 8}, 11, 25), targets = random_ids({2, 8}, 11, 26);
+  const Tensor idx = random_ids({2, 8}, 11, 25), targets = random_ids({2, 8}, 11, 26);
   const Generator::State state = model.dropout_generator().state();
   auto f = [&](const std::vector<Tensor>&) {
     model.dropout_generator().set_state(state);
@@ -305,7 +305,7 @@ TEST(LayersGradcheck, WholeGPTVariants) {
   nn::GPT model(c);
   model.to(DType::Float64);
   perturb_parameters(model, 27, 0.15);
-  const Indices idx = random_ids({2, 6}, 11, 28), targets = random_ids({2, 6}, 11, 29);
+  const Tensor idx = random_ids({2, 6}, 11, 28), targets = random_ids({2, 6}, 11, 29);
   expect_module_grads(model, [&](auto) { return model.loss(idx, targets); }, {}, "GPT no-bias sinusoidal relu");
 }
 

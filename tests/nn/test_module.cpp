@@ -329,7 +329,7 @@ TEST(Module, CallingAModuleIsItsForward) {
   auto emb = std::make_shared<nn::Embedding>(5, 4);
   nn::Sequential seq;
   seq.add(fc).add(norm);
-  const Indices ids({2}, {1, 4});
+  const Tensor ids = from_vector(std::vector<int64_t>{1, 4}, {2});
   const Tensor x = (*emb)(ids);
   EXPECT_EQ(x.to_vector<float>(), emb->forward(ids).to_vector<float>());
   EXPECT_EQ((*fc)(x).to_vector<float>(), fc->forward(x).to_vector<float>());

@@ -72,7 +72,7 @@ TEST(Numerics, DropoutIsOffInEval) {
   c.n_embd = 8;
   c.dropout = 0.5;
   nn::GPT model(c);
-  const Indices idx = random_ids({2, 8}, 11, 1);
+  const Tensor idx = random_ids({2, 8}, 11, 1);
   model.eval();
   const Tensor a = model.forward(idx), b = model.forward(idx);
   EXPECT_TRUE(bit_identical(a, b));

@@ -21,7 +21,7 @@ inline Tensor rnd(const Shape& shape, uint64_t seed, double stddev = 1.0, DType 
   return normal(shape, 0.0, stddev, g, dtype);
 }
 
-inline Indices random_ids(const Shape& shape, int64_t vocab, uint64_t seed) {
+inline Tensor random_ids(const Shape& shape, int64_t vocab, uint64_t seed) {
   Generator g(seed);
   return randint(0, vocab, shape, g);
 }

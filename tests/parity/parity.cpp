@@ -26,14 +26,11 @@ const Tensor& Fixture::at(const std::string& tensor) const {
   return it->second;
 }
 
-Indices Fixture::ids(const std::string& tensor) const {
+Tensor Fixture::ids(const std::string& tensor) const {
   const Tensor& t = at(tensor);
-  std::vector<int64_t> values;
-  for (double v : t.to_vector<double>()) {
+  for (double v : t.to_vector<double>())
     if (v != std::floor(v)) throw std::runtime_error(name_ + ": '" + tensor + "' holds a non-integer id");
-    values.push_back(static_cast<int64_t>(v));
-  }
-  return Indices(t.shape(), values);
+  return t.to(DType::Int64);
 }
 
 const std::string& Fixture::meta(const std::string& key) const {

@@ -48,7 +48,7 @@ class Fixture {
   const std::string& name() const { return name_; }
   bool has(const std::string& tensor) const;
   const Tensor& at(const std::string& tensor) const;  // throws naming the file and the tensor
-  Indices ids(const std::string& tensor) const;       // a float tensor of exact integers
+  Tensor ids(const std::string& tensor) const;        // a float tensor of exact integers, as int64
   const std::string& meta(const std::string& key) const;
   DType dtype() const;  // from the "dtype" metadata: f32 or f64
   // Names of the tensors that start with `prefix` and end with `suffix`, sorted, with both removed.

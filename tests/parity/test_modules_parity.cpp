@@ -19,7 +19,7 @@ namespace {
 
 struct Built {
   std::shared_ptr<nn::Module> module;
-  std::function<Tensor(const Tensor& x, const Indices& ids)> forward;
+  std::function<Tensor(const Tensor& x, const Tensor& ids)> forward;
 };
 
 // The minitrain module for fixture entry `name` with the constructor arguments torch used.
@@ -27,15 +27,15 @@ Built build(const std::string& name, const nlohmann::json& c, nn::AttentionPath 
   auto is = [&](const char* kind) { return name.rfind(kind, 0) == 0; };
   if (is("linear")) {
     auto m = std::make_shared<nn::Linear>(c["in_features"].get<int64_t>(), c["out_features"].get<int64_t>(), c["bias"].get<bool>());
-    return {m, [m](const Tensor& x, const Indices&) { return m->forward(x); }};
+    return {m, [m](const Tensor& x, const Tensor&) { return m->forward(x); }};
   }
   if (is("layer_norm")) {
     auto m = std::make_shared<nn::LayerNorm>(c["dim"].get<int64_t>(), 1e-5, c["bias"].get<bool>());
-    return {m, [m](const Tensor& x, const Indices&) { return m->forward(x); }};
+    return {m, [m](const Tensor& x, const Tensor&) { return m->forward(x); }};
   }
   if (is("embedding")) {
     auto m = std::make_shared<nn::Embedding>(c["num_embeddings"].get<int64_t>(), c["embedding_dim"].get<int64_t>());
-    return {m, [m](const Tensor&, const Indices& ids) { return m->forward(ids); }};
+    return {m, [m](const Tensor&, const Tensor& ids) { return m->forward(ids); }};
   }
   if (is("attention")) {
     nn::AttentionOptions o;
@@ -44,11 +44,11 @@ Built build(const std::string& name, const nlohmann::json& c, nn::AttentionPath 
     o.bias = c["bias"].get<bool>();
     auto m = std::make_shared<nn::MultiHeadAttention>(o);
     m->path = path;
-    return {m, [m](const Tensor& x, const Indices&) { return m->forward(x); }};
+    return {m, [m](const Tensor& x, const Tensor&) { return m->forward(x); }};
   }
   if (is("mlp")) {
     auto m = std::make_shared<nn::MLP>(c["n_embd"].get<int64_t>(), c["bias"].get<bool>(), 0.0, nn::Activation::Gelu);
-    return {m, [m](const Tensor& x, const Indices&) { return m->forward(x); }};
+    return {m, [m](const Tensor& x, const Tensor&) { return m->forward(x); }};
   }
   if (is("block")) {
     nn::GPTConfig g;
@@ -58,7 +58,7 @@ Built build(const std::string& name, const nlohmann::json& c, nn::AttentionPath 
     g.dropout = 0.0;
     g.attention_path = path;
     auto m = std::make_shared<nn::Block>(g, std::make_shared<Generator>(0), nullptr);
-    return {m, [m](const Tensor& x, const Indices&) { return m->forward(x); }};
+    return {m, [m](const Tensor& x, const Tensor&) { return m->forward(x); }};
   }
   throw std::runtime_error("no minitrain module for fixture entry '" + name + "'");
 }
@@ -74,7 +74,7 @@ void check_module(const Fixture& f, const std::string& name, nn::AttentionPath p
 
   const bool takes_ids = f.has(name + ".ids");
   Tensor x = takes_ids ? Tensor() : f.at(name + ".x").clone().set_requires_grad(true);
-  Tensor out = b.forward(x, takes_ids ? f.ids(name + ".ids") : Indices());
+  Tensor out = b.forward(x, takes_ids ? f.ids(name + ".ids") : Tensor());
   out.backward(f.at(name + ".grad_out"));
   report.check(item, "out", out, f.at(name + ".out"));
   if (!takes_ids) report.check(item, "grad.x", x.grad(), f.at(name + ".grad.x"));

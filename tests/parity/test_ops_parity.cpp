@@ -24,7 +24,7 @@ struct Aux {
   const Fixture& f;
   std::string name;
   Tensor mask() const { return f.at(name + ".mask"); }
-  Indices ids() const { return f.ids(name + ".ids"); }
+  Tensor ids() const { return f.ids(name + ".ids"); }
 };
 
 using OpFn = std::function<Tensor(const std::vector<Tensor>&, const Aux&)>;

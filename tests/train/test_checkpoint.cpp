@@ -39,7 +39,7 @@ TEST(Checkpoint, RoundTripsModelOptimizerGeneratorsAndMetadata) {
   const fs::path dir = scratch("roundtrip");
   nn::GPT model(tiny_config());
   AdamW opt(model.named_parameters(), {});
-  model.loss(Indices({1, 4}, {1, 2, 3, 4}), Indices({1, 4}, {2, 3, 4, 5})).backward();
+  model.loss(from_vector(std::vector<int64_t>{1, 2, 3, 4}, {1, 4}), from_vector(std::vector<int64_t>{2, 3, 4, 5}, {1, 4})).backward();
   opt.step();
   Generator gen(42);
   gen.next_u64();

@@ -6,6 +6,7 @@
 // with a negative learning rate, an all-zero generator state returned 0 forever, "activation": "bogus"
 // became ReLU, format "2", a missing or negative optimizer.steps, an lm_head differing from wte and NaN
 // weights all loaded.
+#include <minitrain/core/factory.h>
 #include <minitrain/nn/gpt.h>
 #include <minitrain/train/checkpoint.h>
 #include <minitrain/train/gpt_config_io.h>
@@ -37,7 +38,7 @@ nn::GPTConfig tiny_config() {
 SafeTensors valid_checkpoint(const fs::path& dir) {
   nn::GPT model(tiny_config());
   AdamW opt(model.named_parameters(), {});
-  model.loss(Indices({1, 4}, {1, 2, 3, 4}), Indices({1, 4}, {2, 3, 4, 0})).backward();
+  model.loss(from_vector(std::vector<int64_t>{1, 2, 3, 4}, {1, 4}), from_vector(std::vector<int64_t>{2, 3, 4, 0}, {1, 4})).backward();
   opt.step();
   Generator gen(42);
   const std::string path = (dir / "valid.safetensors").string();

@@ -63,7 +63,7 @@ TrainedRun train_gpt(const fs::path& dir, int64_t iters, bool resume, Communicat
   auto model = run.model;
   TrainOptions o = options(dir, iters, comm);
   o.resume = resume;
-  Trainer trainer(*model, [model](const Indices& x, const Indices& y) { return model->loss(x, y); }, global_batches(), o);
+  Trainer trainer(*model, [model](const Tensor& x, const Tensor& y) { return model->loss(x, y); }, global_batches(), o);
   trainer.on_step([&](int64_t iter, double loss) {
     run.losses.push_back(loss);
     if (after_step) after_step(iter, *model);
@@ -228,7 +228,7 @@ TEST(Distributed, NaNOnOneRankStopsEveryRankNamingTheRank) {
   const fs::path dir = scratch("nan");
   auto model = std::make_shared<nn::GPT>(tiny_config());
   int64_t steps = 0;
-  LossFn poisoned = [&](const Indices& x, const Indices& y) {
+  LossFn poisoned = [&](const Tensor& x, const Tensor& y) {
     Tensor loss = model->loss(x, y);
     // Rank 1's 15th training step (iter 14) goes NaN; evaluation runs without a graph and is spared.
     const bool training_step = grad_mode_enabled();

@@ -31,8 +31,8 @@ TEST(DistributedSingleProcess, WorldIsOneRankWithoutMpirun) {
 
 TEST(DistributedSingleProcess, ShardRowsKeepsTheWholeBatch) {
   Communicator single;
-  Indices x({4, 2}, {0, 1, 2, 3, 4, 5, 6, 7});
-  EXPECT_EQ(shard_rows(x, single).values, x.values);
+  Tensor x = from_vector(std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7}, {4, 2});
+  EXPECT_EQ(shard_rows(x, single).to_vector<int64_t>(), x.to_vector<int64_t>());
 }
 
 TEST(DistributedSingleProcess, AveragerLeavesGradientsAndReportsNonFiniteOnes) {

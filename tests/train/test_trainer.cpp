@@ -52,7 +52,7 @@ TEST(Training, OverfitsOneBatchToNearZeroLoss) {
 TEST(Training, ShortRunOnTheToyCorpusLearns) {
   const fs::path dir = scratch("short");
   nn::GPT model(small_config(corpus().vocab_size()));
-  Trainer trainer(model, [&](const Indices& x, const Indices& y) { return model.loss(x, y); }, corpus_batches(8, 32),
+  Trainer trainer(model, [&](const Tensor& x, const Tensor& y) { return model.loss(x, y); }, corpus_batches(8, 32),
                   quick_options(dir.string(), 400));
   TrainResult r = trainer.run();
   // Uniform guessing over 36 characters costs log(36) = 3.58 nats/char and character frequencies
@@ -70,12 +70,8 @@ TEST(Training, GradientAccumulationEqualsOneLargerBatch) {
   b.to(DType::Float64);
   Generator gen(3);
   data::Batch big = corpus().get_batch(data::Split::Train, 4, 32, gen);
-  auto half = [&](int part) {
-    std::vector<int64_t> x(big.x.values.begin() + part * 64, big.x.values.begin() + (part + 1) * 64);
-    std::vector<int64_t> y(big.y.values.begin() + part * 64, big.y.values.begin() + (part + 1) * 64);
-    return TokenBatch{Indices({2, 32}, x), Indices({2, 32}, y)};
-  };
-  Trainer trainer(a, [&](const Indices& x, const Indices& y) { return a.loss(x, y); }, corpus_batches(2, 32),
+  auto half = [&](int part) { return TokenBatch{big.x.narrow(0, 2 * part, 2), big.y.narrow(0, 2 * part, 2)}; };
+  Trainer trainer(a, [&](const Tensor& x, const Tensor& y) { return a.loss(x, y); }, corpus_batches(2, 32),
                   quick_options(scratch("accum").string(), 1));
   const double accumulated_loss = trainer.accumulate_gradients({half(0), half(1)});
   Tensor loss = b.loss(big.x, big.y);
@@ -97,7 +93,7 @@ TEST(Training, InterruptedAndResumedRunEqualsUninterruptedBitForBit) {
     TrainOptions o = quick_options(dir.string(), iters);
     o.lr_decay_iters = 30;  // same schedule in both runs
     o.resume = resume;
-    Trainer t(*model, [model](const Indices& x, const Indices& y) { return model->loss(x, y); }, corpus_batches(4, 32),
+    Trainer t(*model, [model](const Tensor& x, const Tensor& y) { return model->loss(x, y); }, corpus_batches(4, 32),
               o, {{"dropout", &model->dropout_generator()}});
     t.run();
     return model;
@@ -116,7 +112,7 @@ TEST(Training, NaNLossStopsWithAMessageAndKeepsTheLastCheckpoint) {
   const fs::path dir = scratch("nan");
   nn::GPT model(small_config(corpus().vocab_size()));
   int calls = 0;
-  LossFn poisoned = [&](const Indices& x, const Indices& y) {
+  LossFn poisoned = [&](const Tensor& x, const Tensor& y) {
     Tensor loss = model.loss(x, y);
     // Training steps after iteration 12 produce NaN (evaluation calls are counted too: harmless).
     return ++calls > 40 && model.is_training() ? mul(loss, std::numeric_limits<double>::quiet_NaN()) : loss;
@@ -143,7 +139,7 @@ namespace {
 // as a model that diverged in its last step shows first at the evaluation before the next step.
 LossFn nan_evaluations_after(nn::GPT& model, int poison_after) {
   auto calls = std::make_shared<int>(0);
-  return [&model, calls, poison_after](const Indices& x, const Indices& y) {
+  return [&model, calls, poison_after](const Tensor& x, const Tensor& y) {
     Tensor loss = model.loss(x, y);
     if (model.is_training() || ++*calls <= poison_after) return loss;
     return mul(loss, std::numeric_limits<double>::quiet_NaN());
@@ -193,12 +189,12 @@ TEST(Training, FreshRunRefusesToReplaceACheckpointUnlessAskedTo) {
   const std::string path = (dir / "ckpt.safetensors").string();
   {
     nn::GPT model(small_config(corpus().vocab_size()));
-    Trainer(model, [&](const Indices& x, const Indices& y) { return model.loss(x, y); }, corpus_batches(4, 32),
+    Trainer(model, [&](const Tensor& x, const Tensor& y) { return model.loss(x, y); }, corpus_batches(4, 32),
             quick_options(dir.string(), 10))
         .run();
   }
   nn::GPT model(small_config(corpus().vocab_size()));
-  LossFn loss = [&](const Indices& x, const Indices& y) { return model.loss(x, y); };
+  LossFn loss = [&](const Tensor& x, const Tensor& y) { return model.loss(x, y); };
   try {
     Trainer(model, loss, corpus_batches(4, 32), quick_options(dir.string(), 4)).run();
     ADD_FAILURE() << "a fresh run replaced the checkpoint";
@@ -215,7 +211,7 @@ TEST(Training, FreshRunRefusesToReplaceACheckpointUnlessAskedTo) {
 
 TEST(Training, OptionsOutsideTheirDomainAreRefusedByName) {
   nn::GPT model(small_config(corpus().vocab_size()));
-  LossFn loss = [&](const Indices& x, const Indices& y) { return model.loss(x, y); };
+  LossFn loss = [&](const Tensor& x, const Tensor& y) { return model.loss(x, y); };
   auto refused = [&](TrainOptions o, const std::string& field) {
     try {
       Trainer(model, loss, corpus_batches(4, 32), o);

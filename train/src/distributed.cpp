@@ -320,18 +320,15 @@ bool GradientAverager::average() {
   return finite;
 }
 
-Indices shard_rows(const Indices& batch, const Communicator& comm) {
+Tensor shard_rows(const Tensor& batch, const Communicator& comm) {
   if (!comm.distributed()) return batch;
-  if (batch.shape.empty()) throw std::invalid_argument("shard_rows: a batch needs a leading batch dimension");
-  const int64_t rows = batch.shape[0], n = comm.size();
+  if (batch.dim() == 0) throw std::invalid_argument("shard_rows: a batch needs a leading batch dimension");
+  const int64_t rows = batch.size(0), n = comm.size();
   if (rows % n != 0)
     throw std::invalid_argument("shard_rows: batch of " + std::to_string(rows) + " rows is not divisible by " +
                                 std::to_string(n) + " ranks");
-  const int64_t per_rank = rows / n, row_len = rows > 0 ? batch.numel() / rows : 0;
-  Shape shape = batch.shape;
-  shape[0] = per_rank;
-  const auto first = batch.values.begin() + comm.rank() * per_rank * row_len;
-  return Indices(shape, std::vector<int64_t>(first, first + per_rank * row_len));
+  const int64_t per_rank = rows / n;
+  return batch.narrow(0, comm.rank() * per_rank, per_rank).contiguous();
 }
 
 int threads_per_rank(const Communicator& comm, int cores) { return std::max(1, cores / std::max(1, comm.local_size())); }

@@ -1,7 +1,9 @@
 // The differentiable op library. Every op checks its arguments and throws std::invalid_argument naming
 // the op and what it got; every op has a float64 gradient check in tests/core/test_gradcheck_ops.cpp.
 //
-// Elementwise binary ops broadcast with numpy rules. Both operands must have the same dtype.
+// Elementwise binary ops broadcast with numpy rules. Both operands must have the same dtype. Arithmetic,
+// reductions and the network ops take floating-point tensors (float32, float64) and throw naming the op
+// and the dtype when given int64 or bool; ids, targets and indices are int64 tensors, masks bool.
 #pragma once
 
 #include <minitrain/core/random.h>
@@ -70,7 +72,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 Tensor softmax(const Tensor& x, int64_t dim = -1);
 Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 
-// Masking and selection. `mask` and `condition` are tensors where nonzero means true; they broadcast.
+// Masking and selection. `mask` and `condition` are bool tensors (any other dtype: nonzero means true);
+// they broadcast.
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 // A (n, n) mask that is 1 strictly above the diagonal: the future positions a causal model must not see.
@@ -79,12 +82,12 @@ Tensor causal_mask(int64_t n, DType dtype = DType::Float32);
 // 1 where j > i + (cols - rows).
 Tensor causal_mask(int64_t rows, int64_t cols, DType dtype);
 
-// Row gather: weight (V, C), ids of any shape -> ids.shape + (C). Backward scatter-adds repeated ids.
-Tensor embedding(const Tensor& weight, const Indices& ids);
+// Row gather: weight (V, C), int64 ids of any shape -> ids.shape + (C). Backward scatter-adds repeated ids.
+Tensor embedding(const Tensor& weight, const Tensor& ids);
 
 // Mean cross-entropy of logits (..., C) against int64 targets of shape (...), via a fused log-softmax.
 // Targets equal to ignore_index contribute nothing and are not counted in the mean.
-Tensor cross_entropy(const Tensor& logits, const Indices& targets, int64_t ignore_index = -100);
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = -100);
 
 // Layer normalisation over the last dim: (x - mean) / sqrt(var + eps) * weight + bias, with the biased
 // variance. weight and bias are (C) or undefined (then 1 and 0).

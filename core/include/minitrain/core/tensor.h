@@ -1,8 +1,9 @@
 // Tensor: a cheap handle to shared storage plus autograd state.
 //
 // Copying a Tensor copies a pointer (like torch::Tensor); views (transpose, narrow, expand, ...) share
-// storage and differ only in shape, strides and offset. The element type is chosen at run time
-// (float32 for training, float64 for gradient checks).
+// storage and differ only in shape, strides and offset. The element type is chosen at run time:
+// float32 for training, float64 for gradient checks, int64 for token ids, targets and indices, bool for
+// masks and comparison results. Only floating-point tensors take part in autograd.
 #pragma once
 
 #include <cstdint>
@@ -14,9 +15,10 @@
 
 namespace minitrain {
 
-enum class DType { Float32, Float64 };
-const char* dtype_name(DType dtype);
-std::size_t dtype_size(DType dtype);
+enum class DType { Float32, Float64, Int64, Bool };
+const char* dtype_name(DType dtype);  // "float32", "float64", "int64", "bool"
+std::size_t dtype_size(DType dtype);  // bytes per element: 4, 8, 8, 1
+bool is_floating_point(DType dtype);
 
 using Shape = std::vector<int64_t>;
 std::string shape_str(const Shape& shape);  // "[2,3]"
@@ -39,21 +41,29 @@ class Tensor {
   DType dtype() const;
   bool is_contiguous() const;
 
-  // Values. item() needs exactly one element; at() takes one index per dim.
+  // Values. item() needs exactly one element; at() takes one index per dim. The double forms are exact
+  // for every float and bool value and for integers up to 2^53; item<int64_t>() is exact for all int64.
   double item() const;
-  double at(const std::vector<int64_t>& index) const;
-  void set(const std::vector<int64_t>& index, double value);  // leaf data edit (tests, init)
   template <class T>
-  std::vector<T> to_vector() const;  // row-major copy
+  T item() const;  // T = float, double, int64_t or bool
+  double at(const std::vector<int64_t>& index) const;
+  // Leaf data edit (tests, init). An int64 tensor takes only integral values in its range; a bool
+  // tensor stores value != 0.
+  void set(const std::vector<int64_t>& index, double value);
+  template <class T>
+  std::vector<T> to_vector() const;  // row-major copy, converted to T (float, double, int64_t, bool)
   std::string str() const;           // readable printing: values, shape, dtype
 
-  // Zero-copy access to the raw buffer; requires a contiguous tensor of that element type.
+  // Zero-copy access to the raw buffer; requires a contiguous tensor of that element type (float,
+  // double, int64_t or bool).
   template <class T>
   T* data();
   template <class T>
   const T* data() const;
 
-  // Conversions and copies (differentiable).
+  // Conversions and copies (differentiable between floating-point dtypes). to() converts between any
+  // two dtypes as static_cast does (float to int64 truncates toward zero, anything to bool is != 0) and
+  // throws naming the value that does not fit (NaN, infinity or out of int64's range).
   Tensor to(DType dtype) const;
   Tensor contiguous() const;  // itself when already contiguous
   Tensor clone() const;       // always a fresh buffer
@@ -86,7 +96,7 @@ class Tensor {
 
   // Autograd.
   bool requires_grad() const;
-  Tensor& set_requires_grad(bool requires_grad);  // leaves only
+  Tensor& set_requires_grad(bool requires_grad);  // floating-point leaves only
   bool is_leaf() const;
   Tensor grad() const;  // undefined until a backward reaches this leaf
   void zero_grad();     // drops the accumulated gradient
@@ -102,15 +112,6 @@ class Tensor {
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
-
-// Integer indices (token ids, class targets): plain int64 values with a shape. Not differentiable.
-struct Indices {
-  Shape shape;
-  std::vector<int64_t> values;
-  Indices() = default;
-  Indices(Shape shape_, std::vector<int64_t> values_);
-  int64_t numel() const { return static_cast<int64_t>(values.size()); }
-};
 
 // Disables graph recording in its scope (evaluation, optimizer steps, inside backward).
 class NoGradGuard {

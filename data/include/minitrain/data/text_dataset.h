@@ -21,8 +21,8 @@ enum class Split { Train, Val };
 const char* split_name(Split split);  // "train" / "val"
 
 struct Batch {
-  Indices x;  // (B, T) input token ids
-  Indices y;  // (B, T) targets: the next token after each input
+  Tensor x;  // (B, T) int64 input token ids
+  Tensor y;  // (B, T) int64 targets: the next token after each input
 };
 
 class TextDataset {

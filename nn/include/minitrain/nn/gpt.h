@@ -60,12 +60,12 @@ class GPT : public Module {
   explicit GPT(const GPTConfig& config);
 
   // idx: (B, T) token ids, T <= block_size -> logits (B, T, vocab_size).
-  Tensor forward(const Indices& idx);
-  Tensor operator()(const Indices& idx) { return forward(idx); }
+  Tensor forward(const Tensor& idx);
+  Tensor operator()(const Tensor& idx) { return forward(idx); }
   // Mean next-token cross-entropy of forward(idx) against targets (B, T).
-  Tensor loss(const Indices& idx, const Indices& targets);
+  Tensor loss(const Tensor& idx, const Tensor& targets);
   // Incremental forward: idx holds positions caches[0].length() ... onwards; fills the caches.
-  Tensor forward_cached(const Indices& idx, std::vector<KVCache>& caches);
+  Tensor forward_cached(const Tensor& idx, std::vector<KVCache>& caches);
 
   // Samples max_new_tokens after `prompt` with the KV cache, in eval mode and without a graph.
   // temperature 0 is greedy; top_k <= 0 means the whole vocabulary (larger values are clamped);
@@ -97,7 +97,7 @@ class GPT : public Module {
   std::shared_ptr<Linear> lm_head;  // weight is wte's weight (one storage)
 
  private:
-  Tensor embed(const Indices& idx, int64_t start_position);  // (B, T) -> (B, T, C)
+  Tensor embed(const Tensor& idx, int64_t start_position);  // (B, T) -> (B, T, C)
   Tensor head(const Tensor& x);                              // (B, T, C) -> logits
   GPTConfig config_;
   std::shared_ptr<Generator> dropout_gen_;

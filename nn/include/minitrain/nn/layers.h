@@ -25,8 +25,8 @@ class Linear : public Module {
 class Embedding : public Module {
  public:
   Embedding(int64_t num_embeddings, int64_t embedding_dim, Generator* gen = nullptr);
-  Tensor forward(const Indices& ids);
-  Tensor operator()(const Indices& ids) { return forward(ids); }
+  Tensor forward(const Tensor& ids);  // int64 ids of any shape -> ids.shape + (embedding_dim)
+  Tensor operator()(const Tensor& ids) { return forward(ids); }
   Tensor weight;
   int64_t num_embeddings, embedding_dim;
 

@@ -9,7 +9,7 @@
 //   comm.broadcast(model.parameters());                 // rank 0's initial parameters everywhere
 //   GradientAverager averager(comm, model.parameters());
 //   for (...) {
-//     Indices x = shard_rows(global_x, comm), y = shard_rows(global_y, comm);  // this rank's rows
+//     Tensor x = shard_rows(global_x, comm), y = shard_rows(global_y, comm);  // this rank's rows
 //     model.loss(x, y).backward();
 //     averager.average();                               // one all-reduce per flat bucket
 //     optimizer.step();                                 // identical on every rank
@@ -128,7 +128,7 @@ class GradientAverager {
 
 // This rank's rows of a (B, ...) batch: rows [rank * B/N, (rank + 1) * B/N). Throws
 // std::invalid_argument when B is not divisible by the number of ranks.
-Indices shard_rows(const Indices& batch, const Communicator& comm);
+Tensor shard_rows(const Tensor& batch, const Communicator& comm);
 
 // Threads for each rank so that the ranks on one machine share its cores: max(1, cores / local ranks).
 int threads_per_rank(const Communicator& comm, int cores);

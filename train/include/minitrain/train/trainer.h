@@ -44,13 +44,13 @@ struct TrainOptions {
 };
 
 struct TokenBatch {
-  Indices x, y;  // (B, T) inputs and next-token targets
+  Tensor x, y;  // (B, T) int64 inputs and next-token targets
 };
 // Draws a batch of the train (true) or val (false) split with the given generator. Under data
 // parallelism it is the global batch: every rank draws the same rows from the same stream and keeps its
 // share, so N ranks see exactly the data of one process and a checkpoint resumes on any rank count.
 using BatchSource = std::function<TokenBatch(bool train_split, Generator& gen)>;
-using LossFn = std::function<Tensor(const Indices& x, const Indices& y)>;
+using LossFn = std::function<Tensor(const Tensor& x, const Tensor& y)>;
 
 struct TrainResult {
   int64_t iters = 0;
