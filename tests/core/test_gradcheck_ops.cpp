@@ -114,6 +114,25 @@ std::vector<OpCase> all_cases() {
   c.push_back({"where_broadcast", [](auto in) {
                  return where(from_vector(std::vector<double>{1, 0, 0, 1}, {2, 2}), in[0], in[1]);
                }, {rnd({2, 2}, 56), rnd({2}, 57)}});
+  c.push_back({"masked_fill_bool_mask", [](auto in) {
+                 return masked_fill(in[0], from_vector(std::vector<bool>{true, false, true}, {3}), -2.0);
+               }, {rnd({2, 3}, 200)}});
+  c.push_back({"where_bool_condition", [](auto in) {
+                 return where(from_vector(std::vector<bool>{false, true}, {2, 1}), in[0], in[1]);
+               }, {rnd({2, 3}, 201), rnd({3}, 202)}});
+  // --- index ops: the gradient scatter-adds into the positions read (repeated indices add up)
+  c.push_back({"gather_dim0_repeats", [](auto in) {
+                 return gather(in[0], 0, from_vector(std::vector<int64_t>{2, 0, 2, 2, 1, 0}, {2, 3}));
+               }, {rnd({3, 4}, 203)}});
+  c.push_back({"gather_last_dim_transposed", [T](auto in) {
+                 return gather(T(in[0]), -1, from_vector(std::vector<int64_t>{1, 1, 0, 2, 2, 0}, {3, 2}));
+               }, {rnd({3, 3}, 204)}});
+  c.push_back({"index_select_dim1_repeats", [](auto in) {
+                 return index_select(in[0], 1, from_vector(std::vector<int64_t>{3, 0, 3}, {3}));
+               }, {rnd({2, 4, 2}, 205)}});
+  // Distinct values (randn), so that the chosen entries do not change under the finite-difference step.
+  c.push_back({"topk_values_largest", [](auto in) { return topk(in[0], 2, 1).first; }, {rnd({3, 5}, 206)}});
+  c.push_back({"topk_values_smallest_dim0", [](auto in) { return topk(in[0], 2, 0, false).first; }, {rnd({4, 3}, 207)}});
   // --- embedding, cross-entropy
   c.push_back({"embedding_repeated_ids", [](auto in) { return embedding(in[0], from_vector(std::vector<int64_t>{1, 3, 1, 0, 1, 3}, {2, 3})); },
                {rnd({5, 4}, 58)}});

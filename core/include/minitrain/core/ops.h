@@ -9,6 +9,7 @@
 #include <minitrain/core/random.h>
 #include <minitrain/core/tensor.h>
 
+#include <utility>
 #include <vector>
 
 namespace minitrain {
@@ -81,6 +82,43 @@ Tensor causal_mask(int64_t n, DType dtype = DType::Float32);
 // The (rows, cols) version for queries at the end of a longer key sequence (a KV cache): entry (i, j) is
 // 1 where j > i + (cols - rows).
 Tensor causal_mask(int64_t rows, int64_t cols, DType dtype);
+
+// Comparisons (bool results, broadcasting, no gradient). Both operands have one dtype (any of the four);
+// the scalar forms compare with a value of the tensor's dtype. NaN is unequal to everything.
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor eq(const Tensor& a, double b);
+Tensor ne(const Tensor& a, double b);
+Tensor lt(const Tensor& a, double b);
+Tensor le(const Tensor& a, double b);
+Tensor gt(const Tensor& a, double b);
+Tensor ge(const Tensor& a, double b);
+// Logical ops on truth values: bool tensors, or any dtype read as value != 0. Bool results.
+Tensor logical_and(const Tensor& a, const Tensor& b);
+Tensor logical_or(const Tensor& a, const Tensor& b);
+Tensor logical_not(const Tensor& x);
+
+// Indices of the largest / smallest element along `dim` (int64, no gradient): the first one among
+// equals; NaN counts as the extreme, as in torch. Without a dim: the index into the flattened tensor.
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor argmax(const Tensor& x);
+Tensor argmin(const Tensor& x);
+// out[i][j][k] = x[index[i][j][k]][j][k] for dim 0 (and likewise for other dims), as torch.gather: index
+// is int64 with x's number of dims and no larger than x outside `dim`. Backward scatter-adds.
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+// The slices of x at the positions of a 1-D int64 index along `dim`. Backward scatter-adds (repeats add).
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+// The k largest (or smallest) entries along `dim`, sorted, and their int64 indices: (values, indices).
+// Equal values keep index order, NaN ranks first. The values are gather(x, dim, indices), so the gradient
+// goes to the chosen entries.
+std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true);
+// int64 class ids (...) -> int64 (..., num_classes) with a 1 at each id; -1 infers max id + 1.
+Tensor one_hot(const Tensor& indices, int64_t num_classes = -1);
 
 // Row gather: weight (V, C), int64 ids of any shape -> ids.shape + (C). Backward scatter-adds repeated ids.
 Tensor embedding(const Tensor& weight, const Tensor& ids);
