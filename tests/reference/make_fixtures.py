@@ -17,6 +17,7 @@ reports which files differ (the tolerances of the C++ tests are far above such c
 
 Files (each in float64 and float32, see the module that builds it):
   ops_*         every op in core/include/minitrain/core/ops.h   (fixtures_ops.py)
+  index_ops_*   ops on int64/bool tensors: comparisons, argmax, gather, topk, ... (fixtures_index_ops.py)
   modules_*     Linear, LayerNorm, Embedding, attention, MLP, Block (fixtures_modules.py)
   gpt_*         2-layer GPT: logits, loss, every gradient         (fixtures_gpt.py)
   train_*       10 training steps of that GPT: losses             (fixtures_gpt.py)
@@ -35,6 +36,7 @@ sys.path.insert(0, HERE)
 
 import fixtures_adamw  # noqa: E402
 import fixtures_gpt  # noqa: E402
+import fixtures_index_ops  # noqa: E402
 import fixtures_modules  # noqa: E402
 import fixtures_ops  # noqa: E402
 import st_io  # noqa: E402
@@ -54,6 +56,7 @@ def build_all():
     for short, dtype in DTYPES.items():
         groups = {
             "ops": (fixtures_ops.fixture(dtype), {}),
+            "index_ops": (fixtures_index_ops.fixture(dtype), {}),
             "modules": fixtures_modules.fixture(dtype),
             "gpt": fixtures_gpt.gpt_fixture(dtype),
             "train": fixtures_gpt.train_fixture(dtype),

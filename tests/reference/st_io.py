@@ -3,9 +3,9 @@
 The fixture scripts must not need the `safetensors` package (Debian does not ship it), and the files they
 write must be byte-identical from run to run, so this writer fixes every choice the format leaves open:
 "__metadata__" first, then the tensors sorted by name in the JSON; the data section holds the tensors in
-name order with no gaps; the header is padded with spaces to a multiple of 8 bytes. Only F32 and F64 are
-written (minitrain's reader loads those two); integer data such as token ids is stored as F64, which holds
-every integer below 2**53 exactly.
+name order with no gaps; the header is padded with spaces to a multiple of 8 bytes. F32, F64, I64 and BOOL
+are written and read (the dtypes minitrain's reader loads). The older fixture files store token ids as F64
+(exact below 2**53) and are kept that way so that they stay byte-identical.
 
 Format (https://github.com/huggingface/safetensors): an 8-byte little-endian header length N, N bytes of
 JSON {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then the data.
@@ -15,26 +15,28 @@ import struct
 
 import torch
 
-_CODES = {torch.float32: ("F32", "f"), torch.float64: ("F64", "d")}
-_FROM_CODE = {"F32": (torch.float32, "f", 4), "F64": (torch.float64, "d", 8)}
+_CODES = {torch.float32: ("F32", "f"), torch.float64: ("F64", "d"), torch.int64: ("I64", "q"),
+          torch.bool: ("BOOL", "?")}
+_FROM_CODE = {"F32": (torch.float32, "f", 4), "F64": (torch.float64, "d", 8), "I64": (torch.int64, "q", 8),
+              "BOOL": (torch.bool, "?", 1)}
 
 
 def _raw_bytes(t):
-    """Little-endian row-major bytes of a float32/float64 tensor (struct keeps this numpy-free)."""
+    """Little-endian row-major bytes of a tensor of one of _CODES' dtypes (struct keeps this numpy-free)."""
     code, fmt = _CODES[t.dtype]
     values = t.detach().contiguous().reshape(-1).tolist()
     return code, struct.pack("<%d%s" % (len(values), fmt), *values)
 
 
 def serialize(tensors, metadata=None):
-    """tensors: {name: torch tensor (float32 or float64)}; metadata: {str: str}. Returns the file's bytes."""
+    """tensors: {name: torch tensor (float32, float64, int64 or bool)}; metadata: {str: str}. Returns the bytes."""
     header, chunks, offset = {}, [], 0
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in sorted(metadata.items())}
     for name in sorted(tensors):
         t = tensors[name]
         if t.dtype not in _CODES:
-            raise TypeError("%s: only float32/float64 can be written, got %s" % (name, t.dtype))
+            raise TypeError("%s: only float32/float64/int64/bool can be written, got %s" % (name, t.dtype))
         code, raw = _raw_bytes(t)
         header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
         chunks.append(raw)
@@ -50,7 +52,7 @@ def save(path, tensors, metadata=None):
 
 
 def load(path):
-    """Returns ({name: tensor}, metadata). F32 and F64 only; enough checks for files we trust."""
+    """Returns ({name: tensor}, metadata). F32, F64, I64 and BOOL; enough checks for files we trust."""
     with open(path, "rb") as f:
         blob = f.read()
     (n,) = struct.unpack("<Q", blob[:8])
@@ -60,7 +62,7 @@ def load(path):
     tensors = {}
     for name, info in header.items():
         if info["dtype"] not in _FROM_CODE:
-            raise ValueError("%s: %s: dtype %s is not F32/F64" % (path, name, info["dtype"]))
+            raise ValueError("%s: %s: dtype %s is not F32/F64/I64/BOOL" % (path, name, info["dtype"]))
         dtype, fmt, size = _FROM_CODE[info["dtype"]]
         begin, end = info["data_offsets"]
         count = (end - begin) // size
