@@ -74,7 +74,7 @@ double max_relative_deviation(const std::vector<const CaseResult*>& s, Estimate 
 }
 
 bool explained_by_saturation(const FiniteDifferenceCheck& f) {
-  return f.runner_up < kSaturatedRunnerUp && f.error <= kRoundingFactor * f.rounding_floor;
+  return f.runner_up < kSaturatedRunnerUp && verdict(f) == FdVerdict::TooSmallToSee;
 }
 
 std::vector<Claim> check_single_layer_claims(const std::vector<CaseResult>& cases) {
@@ -148,7 +148,7 @@ std::vector<Claim> check_single_layer_claims(const std::vector<CaseResult>& case
 
   // Finite differences: none may fail at 1/sqrt(d_k); every failure anywhere must be explained.
   int64_t std_checked = 0, std_failed = 0, failed = 0, explained = 0, checked = 0;
-  double worst_runner_up = 0, worst_over_floor = 0;
+  double worst_runner_up = 0, worst_excess = 0;
   std::string where;
   for (const CaseResult& c : cases) {
     int64_t case_failed = 0;
@@ -164,7 +164,7 @@ std::vector<Claim> check_single_layer_claims(const std::vector<CaseResult>& case
       ++case_failed;
       explained += explained_by_saturation(f);
       worst_runner_up = std::max(worst_runner_up, f.runner_up);
-      worst_over_floor = std::max(worst_over_floor, f.error / f.rounding_floor);
+      worst_excess = std::max(worst_excess, f.excess);
     }
     if (case_failed > 0)
       where += (where.empty() ? "" : ", ") + ("scale " + c.rule.label + " d_k " + std::to_string(c.d_k) + " n " +
@@ -176,12 +176,12 @@ std::vector<Claim> check_single_layer_claims(const std::vector<CaseResult>& case
         std::to_string(std_checked - std_failed) + "/" + std::to_string(std_checked) + " checks pass");
   if (checked > 0)
     add(out, "every failing finite-difference check has a saturated softmax (runner-up weight < 1e-4) and an error "
-             "that float64 rounding explains (≤ 20× the rounding floor): the gradient is too small to see, not wrong",
+             "within 20× the numeric gradient's rounding noise entry by entry: the gradient is too small to see, not wrong",
         explained == failed,
         failed == 0 ? std::string("no check failed")
                     : std::to_string(failed) + " of " + std::to_string(checked) + " checks fail (" + where +
-                          fmt("); largest runner-up weight among them %.2g, largest error / rounding floor %.2g",
-                              worst_runner_up, worst_over_floor));
+                          fmt("); largest runner-up weight among them %.2g, largest error / (rounding noise + tolerance) %.2g",
+                              worst_runner_up, worst_excess));
   return out;
 }
 

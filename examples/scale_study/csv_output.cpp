@@ -38,7 +38,8 @@ FdSummary summarise_fd(const CaseResult& c) {
   for (const FiniteDifferenceCheck& f : c.fd) {
     ++s.checked;
     s.worst_error = std::max(s.worst_error, f.error);
-    s.worst_over_floor = std::max(s.worst_over_floor, f.error / f.rounding_floor);
+    s.worst_excess = std::max(s.worst_excess, f.excess);
+    s.wrong += verdict(f) == FdVerdict::Wrong;
     if (f.error > kFdTolerance) {
       ++s.failed;
       s.failed_max_runner_up = std::max(s.failed_max_runner_up, f.runner_up);
@@ -52,14 +53,14 @@ void write_single_layer_csv(const std::string& path, const std::vector<CaseResul
                                "d_k,n_keys,scale_rule,scale,samples,var_qk,var_qk_se,var_scores,var_scores_se,"
                                "max_prob,max_prob_se,entropy_ratio,entropy_ratio_se,grad_scores,grad_scores_se,"
                                "grad_q,grad_q_se,grad_k,grad_k_se,grad_v,grad_v_se,fd_checked,fd_failed,"
-                               "fd_worst_rel_error,fd_worst_error_over_rounding_floor,fd_failed_max_runner_up");
+                               "fd_worst_rel_error,fd_worst_excess,fd_wrong,fd_failed_max_runner_up");
   for (const CaseResult& c : cases) {
     out << c.d_k << ',' << c.n_keys << ',' << quoted(c.rule.label) << ',' << num(c.scale) << ',' << c.samples;
     for (const Estimate& e : {c.var_qk, c.var_scores, c.max_prob, c.entropy, c.grad_scores, c.grad_q, c.grad_k, c.grad_v})
       out << ',' << num(e.mean) << ',' << num(e.se);
     const FdSummary fd = summarise_fd(c);
-    out << ',' << fd.checked << ',' << fd.failed << ',' << num(fd.worst_error) << ',' << num(fd.worst_over_floor) << ','
-        << num(fd.failed_max_runner_up) << '\n';
+    out << ',' << fd.checked << ',' << fd.failed << ',' << num(fd.worst_error) << ',' << num(fd.worst_excess) << ',' << fd.wrong
+        << ',' << num(fd.failed_max_runner_up) << '\n';
   }
 }
 

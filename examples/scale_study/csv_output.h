@@ -24,8 +24,8 @@ void write_layers_csv(const std::string& path, const std::vector<RunResult>& run
 
 // Finite-difference columns of a case, shared by the CSV and the report.
 struct FdSummary {
-  int64_t checked = 0, failed = 0;
-  double worst_error = 0, worst_over_floor = 0;
+  int64_t checked = 0, failed = 0, wrong = 0;  // failed: relative error > kFdTolerance; wrong: verdict Wrong
+  double worst_error = 0, worst_excess = 0;
   double failed_max_runner_up = 0;  // 0 when nothing failed
 };
 FdSummary summarise_fd(const CaseResult& c);

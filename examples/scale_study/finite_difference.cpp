@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -109,7 +110,7 @@ SampleGradients finite_difference_gradients(const AttentionSample& sample, doubl
   return g;
 }
 
-double rounding_floor(const AttentionSample& x, double scale, double step, double largest_gradient) {
+double numeric_uncertainty(const AttentionSample& x, double scale, double step) {
   check(x);
   const Parts p = parts_of(x, scale);
   const double m = *std::max_element(p.s.begin(), p.s.end());
@@ -120,7 +121,11 @@ double rounding_floor(const AttentionSample& x, double scale, double step, doubl
     total += e * std::abs(p.w[j]);
   }
   constexpr double kEpsilon = 2.220446049250313e-16;  // float64 unit roundoff
-  return kEpsilon * (total / z) / (2 * step * largest_gradient);
+  return kEpsilon * (total / z) / (2 * step);
+}
+
+double rounding_floor(const AttentionSample& x, double scale, double step, double largest_gradient) {
+  return numeric_uncertainty(x, scale, step) / largest_gradient;
 }
 
 double relative_error(const std::vector<double>& analytic, const std::vector<double>& numeric) {
@@ -133,6 +138,20 @@ double relative_error(const std::vector<double>& analytic, const std::vector<dou
     size = std::max({size, std::abs(analytic[i]), std::abs(numeric[i])});
   }
   return size > 0 ? diff / size : 0.0;
+}
+
+double worst_excess(const std::vector<double>& analytic, const std::vector<double>& numeric, double atol, double rtol) {
+  if (analytic.size() != numeric.size())
+    throw std::invalid_argument("worst_excess: " + std::to_string(analytic.size()) + " analytic values vs " +
+                                std::to_string(numeric.size()) + " numeric");
+  if (!(atol > 0) || !(rtol >= 0)) throw std::invalid_argument("worst_excess: atol must be > 0 and rtol >= 0");
+  double worst = 0;
+  for (std::size_t i = 0; i < analytic.size(); ++i) {
+    const double excess = std::abs(analytic[i] - numeric[i]) / (atol + rtol * std::abs(numeric[i]));
+    if (std::isnan(excess)) return std::numeric_limits<double>::infinity();  // a NaN gradient is wrong
+    worst = std::max(worst, excess);
+  }
+  return worst;
 }
 
 }  // namespace minitrain::study

@@ -56,18 +56,21 @@ void part1_section(std::ostringstream& md, const StudyReport& r) {
         "compared with central differences (step " << f("%g", o.fd_step)
      << ") of the same loss written out by hand in float64. The error of a check is max|analytic − numeric| / "
         "max(|analytic|, |numeric|) per tensor; it fails above "
-     << f("%g", kFdTolerance) << ". \"err/floor\" divides the worst error by what float64 rounding alone "
-        "explains (ε·Σ_j p_j|u·v_j|/sqrt(d_k) / (2·step·max|gradient|)).\n\n";
+     << f("%g", kFdTolerance) << ". A failed check is then judged entry by entry: \"excess\" is max |analytic − numeric| / (atol + "
+     << f("%g", kFdTolerance) << "·|numeric|) with atol = " << f("%g", kRoundingFactor)
+     << "× the rounding noise of a numeric entry (ε·Σ_j p_j|u·v_j|/sqrt(d_k) / (2·step)). Excess ≤ 1: the "
+        "gradient is too small for float64 differences to see; above 1 the gradient is WRONG (a sign-flipped, "
+        "×10 or zero gradient is, at every d_k and scale: tests/study/test_fd_verdict.cpp).\n\n";
   md << "| n | d_k | scale | c | Var(q·k) | Var(c·q·k) | max p | entropy / log n | ‖dL/dscores‖ | ‖dL/dq‖ | ‖dL/dK‖ | "
-        "‖dL/dV‖ | FD failed | FD worst error | err/floor |\n"
-     << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        "‖dL/dV‖ | FD failed | FD worst error | worst excess | FD wrong |\n"
+     << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const CaseResult& c : r.cases) {
     const FdSummary fd = summarise_fd(c);
     md << "| " << c.n_keys << " | " << c.d_k << " | " << c.rule.label << " | " << f("%.4g", c.scale) << " | "
        << pm(c.var_qk) << " | " << pm(c.var_scores) << " | " << pm(c.max_prob) << " | " << pm(c.entropy) << " | "
        << pm(c.grad_scores) << " | " << pm(c.grad_q) << " | " << pm(c.grad_k) << " | " << pm(c.grad_v) << " | "
-       << fd.failed << "/" << fd.checked << " | " << f("%.2g", fd.worst_error) << " | " << f("%.2g", fd.worst_over_floor)
-       << " |\n";
+       << fd.failed << "/" << fd.checked << " | " << f("%.2g", fd.worst_error) << " | " << f("%.2g", fd.worst_excess) << " | "
+       << fd.wrong << " |\n";
   }
   md << "\n";
   if (has_plot(r, "part1_grad_norms.png")) md << "![gradient norms against d_k](part1_grad_norms.png)\n\n";

@@ -125,19 +125,14 @@ void measure_chunk(const Chunk& c, double scale, int64_t fd_count, double fd_ste
   for (int64_t b = 0; b < fd_count; ++b) {
     const AttentionSample& x = c.samples[b];
     const SampleGradients numeric = finite_difference_gradients(x, scale, fd_step);
-    FiniteDifferenceCheck check;
-    const auto compare = [&](const std::vector<double>& analytic, int64_t size, const std::vector<double>& fd) {
-      const std::vector<double> a = slice(analytic, b * size, size);
-      check.error = std::max(check.error, relative_error(a, fd));
-      double largest = 0;
-      for (double v : a) largest = std::max(largest, std::abs(v));
-      check.rounding_floor = std::max(check.rounding_floor, rounding_floor(x, scale, fd_step, largest));
-    };
-    for (int kernel = 0; kernel < 2; ++kernel) {  // composed ops, then the fused kernel
-      compare(kernel == 0 ? gq : fused[0], d, numeric.q);
-      compare(kernel == 0 ? gk : fused[1], n * d, numeric.K);
-      compare(kernel == 0 ? gv : fused[2], n * d, numeric.V);
-    }
+    const SampleGradients composed{slice(gq, b * d, d), slice(gk, b * n * d, n * d), slice(gv, b * n * d, n * d)};
+    const SampleGradients fused_kernel{slice(fused[0], b * d, d), slice(fused[1], b * n * d, n * d),
+                                       slice(fused[2], b * n * d, n * d)};
+    FiniteDifferenceCheck check = judge_gradients(x, scale, fd_step, composed, numeric);
+    const FiniteDifferenceCheck of_fused = judge_gradients(x, scale, fd_step, fused_kernel, numeric);
+    check.error = std::max(check.error, of_fused.error);
+    check.rounding_floor = std::max(check.rounding_floor, of_fused.rounding_floor);
+    check.excess = std::max(check.excess, of_fused.excess);
     check.runner_up = sample_probabilities(x, scale)[1];
     check.loss = sample_loss(x, scale);
     out.fd.push_back(check);
@@ -145,6 +140,50 @@ void measure_chunk(const Chunk& c, double scale, int64_t fd_count, double fd_ste
 }
 
 }  // namespace
+
+FiniteDifferenceCheck judge_gradients(const AttentionSample& x, double scale, double step,
+                                      const SampleGradients& analytic, const SampleGradients& numeric) {
+  FiniteDifferenceCheck check;
+  const double atol = kRoundingFactor * numeric_uncertainty(x, scale, step);
+  const auto compare = [&](const std::vector<double>& a, const std::vector<double>& fd) {
+    check.error = std::max(check.error, relative_error(a, fd));
+    double largest = 0;
+    for (double v : a) largest = std::max(largest, std::abs(v));
+    check.rounding_floor = std::max(check.rounding_floor, rounding_floor(x, scale, step, largest));
+    check.excess = std::max(check.excess, worst_excess(a, fd, atol, kFdTolerance));
+  };
+  compare(analytic.q, numeric.q);
+  compare(analytic.K, numeric.K);
+  compare(analytic.V, numeric.V);
+  return check;
+}
+
+SampleGradients library_gradients(const AttentionSample& x, double scale) {
+  Chunk c;
+  c.samples = {x};
+  c.q = pack(c.samples, &AttentionSample::q, 1);
+  c.k = pack(c.samples, &AttentionSample::K, x.n);
+  c.v = pack(c.samples, &AttentionSample::V, x.n);
+  c.u = pack(c.samples, &AttentionSample::u, 1);
+  Leaves in(c, 1);
+  Tensor probs = softmax(mul(matmul(in.q, in.k.transpose(-2, -1)), scale), -1);
+  mul(sum(mul(matmul(probs, in.v), c.u)), 1.0 / std::sqrt(static_cast<double>(x.d))).backward();
+  return {in.q.grad().to_vector<double>(), in.k.grad().to_vector<double>(), in.v.grad().to_vector<double>()};
+}
+
+FdVerdict verdict(const FiniteDifferenceCheck& f) {
+  if (f.error <= kFdTolerance) return FdVerdict::Pass;
+  return f.excess <= 1 ? FdVerdict::TooSmallToSee : FdVerdict::Wrong;
+}
+
+const char* verdict_name(FdVerdict v) {
+  switch (v) {
+    case FdVerdict::Pass: return "pass";
+    case FdVerdict::TooSmallToSee: return "too small to see";
+    case FdVerdict::Wrong: return "WRONG";
+  }
+  return "?";
+}
 
 Estimate estimate(const std::vector<double>& x) {
   if (x.size() < 2) throw std::invalid_argument("estimate: need at least 2 samples, got " + std::to_string(x.size()));

@@ -7,6 +7,7 @@
 // the differences between scales are not sampling noise.
 #pragma once
 
+#include "finite_difference.h"
 #include "scale_rule.h"
 
 #include <cstdint>
@@ -28,7 +29,28 @@ struct FiniteDifferenceCheck {
   double runner_up = 0;  // the second-largest attention weight p_(2): 1 − p_max when n = 2
   double loss = 0;
   double rounding_floor = 0;  // the worst (over q, K, V) error rounding alone explains (finite_difference.h)
+  // worst_excess over q, K, V and both kernels with atol = kRoundingFactor · numeric_uncertainty and
+  // rtol = kFdTolerance: ≤ 1 when every entry agrees up to what rounding of L can hide.
+  double excess = 0;
 };
+
+// A finite-difference check's verdict. Pass: relative error ≤ kFdTolerance. TooSmallToSee: it fails that,
+// but every entry agrees within kRoundingFactor × the rounding noise of the numeric gradient (plus
+// kFdTolerance relative), so the gradient is below what float64 differences of L resolve. Wrong: an entry
+// is off by more than the rounding noise can explain. A sign-flipped, ×10 or zeroed gradient is Wrong
+// whenever some entry of the true gradient is above the noise (dL/dV never vanishes: its largest entries
+// are ~ p_max·|u|/sqrt(d_k)), which tests/study/test_fd_verdict.cpp checks at every d_k and scale.
+enum class FdVerdict { Pass, TooSmallToSee, Wrong };
+inline constexpr double kRoundingFactor = 20;
+FdVerdict verdict(const FiniteDifferenceCheck& check);
+const char* verdict_name(FdVerdict verdict);  // "pass", "too small to see", "WRONG"
+
+// Judges analytic gradients of one sample against its numeric ones (the fields error, rounding_floor and
+// excess; runner_up and loss are left 0). Exposed so that tests can feed deliberately wrong gradients.
+FiniteDifferenceCheck judge_gradients(const AttentionSample& sample, double scale, double step,
+                                      const SampleGradients& analytic, const SampleGradients& numeric);
+// The library's analytic gradients of the sample's loss (composed ops, float64).
+SampleGradients library_gradients(const AttentionSample& sample, double scale);
 
 struct CaseResult {
   int64_t d_k = 0, n_keys = 0, samples = 0;
