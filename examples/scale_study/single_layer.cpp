@@ -77,7 +77,7 @@ std::vector<double> slice(const std::vector<double>& x, int64_t start, int64_t l
 }
 
 struct PerScale {
-  std::vector<double> var_scores, max_prob, entropy, grad_scores, grad_q, grad_k, grad_v;
+  std::vector<double> var_scores, max_prob, entropy, grad_scores, grad_q, grad_k, grad_v, jacobian;
   std::vector<FiniteDifferenceCheck> fd;
 };
 
@@ -119,6 +119,7 @@ void measure_chunk(const Chunk& c, double scale, int64_t fd_count, double fd_ste
     out.grad_q.push_back(norm(gq, b * d, d));
     out.grad_k.push_back(norm(gk, b * n * d, n * d));
     out.grad_v.push_back(norm(gv, b * n * d, n * d));
+    out.jacobian.push_back(softmax_jacobian_norm(slice(p, b * n, n)));
   }
   if (fd_count == 0) return;
   const std::vector<std::vector<double>> fused = fused_gradients(c, fd_count, scale);
@@ -169,6 +170,51 @@ SampleGradients library_gradients(const AttentionSample& x, double scale) {
   Tensor probs = softmax(mul(matmul(in.q, in.k.transpose(-2, -1)), scale), -1);
   mul(sum(mul(matmul(probs, in.v), c.u)), 1.0 / std::sqrt(static_cast<double>(x.d))).backward();
   return {in.q.grad().to_vector<double>(), in.k.grad().to_vector<double>(), in.v.grad().to_vector<double>()};
+}
+
+Spread spread(std::vector<double> x) {
+  if (x.empty()) throw std::invalid_argument("spread: no samples");
+  std::sort(x.begin(), x.end());
+  // Linear interpolation between order statistics (numpy's default percentile).
+  const auto quantile = [&](double q) {
+    const double at = q * static_cast<double>(x.size() - 1);
+    const auto below = static_cast<std::size_t>(at);
+    const double frac = at - static_cast<double>(below);
+    return below + 1 < x.size() ? x[below] * (1 - frac) + x[below + 1] * frac : x[below];
+  };
+  const auto vanished = std::lower_bound(x.begin(), x.end(), kVanished) - x.begin();
+  return {quantile(0.5), quantile(0.99), static_cast<double>(vanished) / static_cast<double>(x.size())};
+}
+
+double softmax_jacobian_norm(const std::vector<double>& p) {
+  // J = diag(p) − p·pᵀ is symmetric positive semi-definite (its null space holds the all-ones vector), so
+  // power iteration converges to its largest eigenvalue, the norm. J·v = p ∘ (v − p·v) costs O(n). The start
+  // vector, e_argmax − 1/n plus a small ramp, is orthogonal to the null space and not to the top eigenvector.
+  const std::size_t n = p.size();
+  if (n == 0) return 0;
+  const std::size_t top = static_cast<std::size_t>(std::max_element(p.begin(), p.end()) - p.begin());
+  std::vector<double> v(n), w(n);
+  for (std::size_t j = 0; j < n; ++j)
+    v[j] = (j == top ? 1.0 : 0.0) - 1.0 / static_cast<double>(n) + 1e-3 * static_cast<double>(j) / static_cast<double>(n);
+  double rayleigh = 0;
+  for (int iteration = 0; iteration < 200; ++iteration) {
+    double pv = 0, vv = 0;
+    for (std::size_t j = 0; j < n; ++j) pv += p[j] * v[j], vv += v[j] * v[j];
+    double vw = 0, ww = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      w[j] = p[j] * (v[j] - pv);
+      vw += v[j] * w[j];
+      ww += w[j] * w[j];
+    }
+    if (vv == 0 || ww == 0) return 0;  // p one-hot to the last bit: nothing passes
+    const double next = vw / vv;
+    const bool converged = std::abs(next - rayleigh) <= 1e-12 * next;
+    rayleigh = next;
+    if (converged) break;
+    const double inv = 1 / std::sqrt(ww);
+    for (std::size_t j = 0; j < n; ++j) v[j] = w[j] * inv;
+  }
+  return rayleigh;
 }
 
 FdVerdict verdict(const FiniteDifferenceCheck& f) {
@@ -243,6 +289,12 @@ std::vector<CaseResult> measure_single_layer(int64_t d_k, int64_t n_keys, const 
     c.grad_q = estimate(m.grad_q);
     c.grad_k = estimate(m.grad_k);
     c.grad_v = estimate(m.grad_v);
+    c.jacobian = estimate(m.jacobian);
+    c.grad_scores_spread = spread(m.grad_scores);
+    c.grad_q_spread = spread(m.grad_q);
+    c.grad_k_spread = spread(m.grad_k);
+    c.grad_v_spread = spread(m.grad_v);
+    c.jacobian_spread = spread(m.jacobian);
     c.fd = m.fd;
     out.push_back(c);
   }

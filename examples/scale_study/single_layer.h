@@ -21,6 +21,20 @@ struct Estimate {
 };
 Estimate estimate(const std::vector<double>& per_sample);
 
+// How a per-sample quantity is spread: the mean hides a typical gradient that vanishes while rare ones
+// explode, so the study reports the median, the 99th percentile and the share of samples below
+// kVanished alongside it.
+inline constexpr double kVanished = 1e-6;
+struct Spread {
+  double median = 0, p99 = 0;
+  double vanished = 0;  // share of samples below kVanished, in [0, 1]
+};
+Spread spread(std::vector<double> per_sample);  // throws std::invalid_argument when empty
+
+// ‖diag(p) − p·pᵀ‖₂, the spectral norm of the softmax Jacobian at weights p (which sum to 1): how much the
+// softmax passes a gradient through. 1/n-ish for a flat softmax, ≈ 2·(1 − p_max) when saturated.
+double softmax_jacobian_norm(const std::vector<double>& p);
+
 // One sample's finite-difference check: the library's analytic gradients of q, K, V (from the composed
 // ops and from the fused scaled_dot_product_attention kernel) against central differences of the
 // hand-written float64 loss in finite_difference.h.
@@ -62,6 +76,8 @@ struct CaseResult {
   Estimate entropy;      // attention entropy / log(n): 0 one-hot, 1 uniform
   Estimate grad_scores;  // ‖dL/dscores‖ (the softmax input, after scaling)
   Estimate grad_q, grad_k, grad_v;  // ‖dL/dq‖, ‖dL/dK‖_F, ‖dL/dV‖_F
+  Estimate jacobian;                // softmax_jacobian_norm of each sample's weights
+  Spread grad_scores_spread, grad_q_spread, grad_k_spread, grad_v_spread, jacobian_spread;
   std::vector<FiniteDifferenceCheck> fd;  // the first fd_samples samples
 };
 
