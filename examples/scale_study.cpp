@@ -35,6 +35,8 @@ struct Flags {
   bool quick = false;
   std::vector<int64_t> head_sizes{16, 64, 256, 1024}, keys{8, 64};
   std::vector<std::string> extra_scales;
+  // Part 1's continuous sweep c = d_k^p over these exponents (first key count only; empty: no sweep).
+  std::vector<double> sweep{-1.25, -1.125, -1, -0.875, -0.75, -0.625, -0.5, -0.375, -0.25, -0.125, 0};
   SingleLayerOptions single;
   GptStudyOptions gpt;
   std::string data = MINITRAIN_DEFAULT_CORPUS;
@@ -55,6 +57,7 @@ void apply_quick(CLI::App& app, Flags& f) {
   };
   unless_given("--samples", f.single.samples, int64_t{200});
   unless_given("--fd_samples", f.single.fd_samples, int64_t{4});
+  unless_given("--sweep", f.sweep, std::vector<double>{-1, -0.5, 0});
   unless_given("--n_layer", f.gpt.model.n_layer, int64_t{2});
   unless_given("--n_embd", f.gpt.model.n_embd, int64_t{64});
   unless_given("--n_head", f.gpt.model.n_head, int64_t{1});
@@ -120,6 +123,7 @@ int main(int argc, char** argv) {
   app.add_option("--scale", f.extra_scales, "extra scale factor besides 1, 1/sqrt(dk), 1/dk: a number, dk^P or C*dk^P (repeatable)");
   app.add_option("--head_sizes", f.head_sizes, "part 1: the d_k values")->delimiter(',')->check(integer_in(1, int64_t{1} << 16))->capture_default_str();
   app.add_option("--keys", f.keys, "part 1: numbers of keys n")->delimiter(',')->check(integer_in(2, int64_t{1} << 20))->capture_default_str();
+  app.add_option("--sweep", f.sweep, "part 1: exponents p of the sweep c = d_k^p (with the first --keys)")->delimiter(',')->check(number_in(-4, 4))->capture_default_str();
   app.add_option("--samples", f.single.samples, "part 1: samples per (d_k, n)")->check(integer_in(2, int64_t{1} << 30))->capture_default_str();
   app.add_option("--fd_samples", f.single.fd_samples, "part 1: of those, checked by finite differences")->check(integer_in(0, int64_t{1} << 30))->capture_default_str();
   app.add_option("--fd_step", f.single.fd_step, "part 1: finite-difference step")->check(number_in(1e-12, 1))->capture_default_str();
@@ -176,10 +180,29 @@ int main(int argc, char** argv) {
             report.cases.push_back(c);
           }
       report.part1 = true;
+      std::vector<ScaleRule> sweep;
+      for (double p : f.sweep) {
+        char text[32];
+        std::snprintf(text, sizeof text, "dk^%g", p);
+        sweep.push_back(parse_scale_rule(text));
+      }
+      if (!sweep.empty()) {
+        std::printf("part 1: the sweep c = d_k^p over %zu exponents, n = %lld\n", sweep.size(),
+                    static_cast<long long>(f.keys.front()));
+        SingleLayerOptions no_fd = f.single;
+        no_fd.fd_samples = 0;  // the sweep is about the statistics; the checks ran above
+        for (int64_t d : f.head_sizes)
+          for (const CaseResult& c : measure_single_layer(d, f.keys.front(), sweep, no_fd)) report.sweep.push_back(c);
+      }
       report.part1_seconds = seconds_since(start);
       write_single_layer_csv(f.out_dir + "/part1.csv", report.cases);
       report.csv_files.push_back("part1.csv");
+      if (!report.sweep.empty()) {
+        write_single_layer_csv(f.out_dir + "/part1_sweep.csv", report.sweep);
+        report.csv_files.push_back("part1_sweep.csv");
+      }
       for (const std::string& p : plot_single_layer(f.out_dir, report.cases)) report.plots.push_back(p);
+      for (const std::string& p : plot_spread_and_sweep(f.out_dir, report.cases, report.sweep)) report.plots.push_back(p);
     }
 
     if (run_part(2)) {

@@ -17,6 +17,8 @@ std::vector<const CaseResult*> series(const std::vector<CaseResult>& cases, int6
 double loglog_slope(const std::vector<const CaseResult*>& s, Estimate CaseResult::*metric);
 // max over the series of |metric / (mean of the series' metric) − 1|: 0.25 means ±25%.
 double max_relative_deviation(const std::vector<const CaseResult*>& s, Estimate CaseResult::*metric);
+// The same for one field (median, p99) of a Spread.
+double max_relative_deviation(const std::vector<const CaseResult*>& s, Spread CaseResult::*metric, double Spread::*field);
 
 // A finite-difference check that fails is explained, not a wrong gradient, when its softmax is
 // saturated (the runner-up weight is below kSaturatedRunnerUp: one key holds > 99.99% of the weight)

@@ -53,14 +53,21 @@ void write_single_layer_csv(const std::string& path, const std::vector<CaseResul
                                "d_k,n_keys,scale_rule,scale,samples,var_qk,var_qk_se,var_scores,var_scores_se,"
                                "max_prob,max_prob_se,entropy_ratio,entropy_ratio_se,grad_scores,grad_scores_se,"
                                "grad_q,grad_q_se,grad_k,grad_k_se,grad_v,grad_v_se,fd_checked,fd_failed,"
-                               "fd_worst_rel_error,fd_worst_excess,fd_wrong,fd_failed_max_runner_up");
+                               "fd_worst_rel_error,fd_worst_excess,fd_wrong,fd_failed_max_runner_up,"
+                               "grad_scores_median,grad_scores_p99,grad_scores_vanished,grad_q_median,grad_q_p99,"
+                               "grad_q_vanished,grad_k_median,grad_k_p99,grad_k_vanished,grad_v_median,grad_v_p99,"
+                               "grad_v_vanished,jacobian,jacobian_se,jacobian_median,jacobian_p99");
   for (const CaseResult& c : cases) {
     out << c.d_k << ',' << c.n_keys << ',' << quoted(c.rule.label) << ',' << num(c.scale) << ',' << c.samples;
     for (const Estimate& e : {c.var_qk, c.var_scores, c.max_prob, c.entropy, c.grad_scores, c.grad_q, c.grad_k, c.grad_v})
       out << ',' << num(e.mean) << ',' << num(e.se);
     const FdSummary fd = summarise_fd(c);
     out << ',' << fd.checked << ',' << fd.failed << ',' << num(fd.worst_error) << ',' << num(fd.worst_excess) << ',' << fd.wrong
-        << ',' << num(fd.failed_max_runner_up) << '\n';
+        << ',' << num(fd.failed_max_runner_up);
+    for (const Spread& sp : {c.grad_scores_spread, c.grad_q_spread, c.grad_k_spread, c.grad_v_spread})
+      out << ',' << num(sp.median) << ',' << num(sp.p99) << ',' << num(sp.vanished);
+    out << ',' << num(c.jacobian.mean) << ',' << num(c.jacobian.se) << ',' << num(c.jacobian_spread.median) << ','
+        << num(c.jacobian_spread.p99) << '\n';
   }
 }
 

@@ -116,6 +116,24 @@ void plot_part1_metric(Script& s, const std::vector<CaseResult>& cases, int64_t 
   s << plot.substr(0, plot.size() - 2);
 }
 
+// One panel: a per-case value against x (d_k, log axis; or the sweep's exponent, linear), a line per key.
+void plot_lines(Script& s, const std::vector<CaseResult>& cases, const std::function<std::string(const CaseResult&)>& line,
+                const std::function<double(const CaseResult&)>& x, const std::function<double(const CaseResult&)>& y,
+                const std::string& title, const std::string& scales) {
+  std::vector<std::string> lines;
+  for (const CaseResult& c : cases) add_unique(lines, line(c));
+  s << ("set title " + quote(title)) << scales;
+  std::string plot = "plot ";
+  for (const std::string& l : lines) {
+    std::vector<std::vector<double>> rows;
+    for (const CaseResult& c : cases)
+      if (line(c) == l) rows.push_back({x(c), y(c)});
+    std::sort(rows.begin(), rows.end());
+    plot += s.data(rows) + " using 1:2 with linespoints lw 2 title " + quote(l) + ", ";
+  }
+  s << plot.substr(0, plot.size() - 2);
+}
+
 }  // namespace
 
 bool gnuplot_available() { return train::gnuplot_installed(); }
@@ -138,6 +156,40 @@ std::vector<std::string> plot_single_layer(const std::string& dir, const std::ve
           << "set xlabel 'd_k'" << "set yrange [0:1.05]";
   for (int64_t n : keys) plot_part1_metric(entropy, cases, n, &CaseResult::entropy, "attention entropy / log n", false);
   if (entropy.render(dir + "/part1_entropy.png")) made.push_back("part1_entropy.png");
+  return made;
+}
+
+std::vector<std::string> plot_spread_and_sweep(const std::string& dir, const std::vector<CaseResult>& cases,
+                                               const std::vector<CaseResult>& sweep) {
+  if (!gnuplot_available() || cases.empty()) return {};
+  std::vector<std::string> made;
+  using Value = std::function<double(const CaseResult&)>;
+  const std::vector<std::pair<std::string, Value>> panels{
+      {"median |dL/dq|", [](const CaseResult& c) { return c.grad_q_spread.median; }},
+      {"99th percentile |dL/dq|", [](const CaseResult& c) { return c.grad_q_spread.p99; }},
+      {"share of samples with |dL/dq| < 1e-6", [](const CaseResult& c) { return c.grad_q_spread.vanished; }},
+      {"median softmax Jacobian norm |diag(p) - pp^T|_2", [](const CaseResult& c) { return c.jacobian_spread.median; }},
+  };
+  const int64_t n = cases.front().n_keys;  // the first key count, as the sweep
+  std::vector<CaseResult> first_n;
+  for (const CaseResult& c : cases)
+    if (c.n_keys == n) first_n.push_back(c);
+  const std::string keys = ", n = " + std::to_string(n) + " keys";
+  Script spread(1120, 840);
+  spread << "set multiplot layout 2,2" << "set grid" << "set key top left" << "set xlabel 'd_k'";
+  for (const auto& [title, value] : panels)
+    plot_lines(spread, first_n, [](const CaseResult& c) { return "scale " + c.rule.label; },
+               [](const CaseResult& c) { return static_cast<double>(c.d_k); }, value, title + keys,
+               title.rfind("share", 0) == 0 ? "set logscale x; unset logscale y" : "set logscale xy");
+  if (spread.render(dir + "/part1_spread.png")) made.push_back("part1_spread.png");
+  if (sweep.empty()) return made;
+  Script sw(1120, 840);
+  sw << "set multiplot layout 2,2" << "set grid" << "set key top right" << "set xlabel 'p in c = d_k^p'";
+  for (const auto& [title, value] : panels)
+    plot_lines(sw, sweep, [](const CaseResult& c) { return "d_k " + std::to_string(c.d_k); },
+               [](const CaseResult& c) { return c.rule.power; }, value, title + keys,
+               title.rfind("share", 0) == 0 ? "unset logscale" : "unset logscale; set logscale y");
+  if (sw.render(dir + "/part1_sweep.png")) made.push_back("part1_sweep.png");
   return made;
 }
 

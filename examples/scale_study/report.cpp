@@ -2,6 +2,7 @@
 
 #include "claims.h"
 #include "csv_output.h"
+#include "health_table.h"
 #include "run_summary.h"
 
 #include <algorithm>
@@ -42,6 +43,43 @@ double mean_of(const std::vector<double>& v) {
   return v.empty() ? NAN : total;
 }
 
+// The continuous sweep c = d_k^p: a row per exponent, per d_k the median / 99th percentile of ‖dL/dq‖ and
+// the share of samples below 1e-6.
+void sweep_section(std::ostringstream& md, const StudyReport& r) {
+  std::vector<int64_t> dks;
+  std::vector<double> powers;
+  for (const CaseResult& c : r.sweep) {
+    if (std::find(dks.begin(), dks.end(), c.d_k) == dks.end()) dks.push_back(c.d_k);
+    if (std::find(powers.begin(), powers.end(), c.rule.power) == powers.end()) powers.push_back(c.rule.power);
+  }
+  md << "### The continuous sweep c = d_k^p\n\n" << r.sweep.front().n_keys
+     << " keys, the same samples. Each cell: median ‖dL/dq‖ / 99th percentile / share below 1e-6. The last "
+        "column is the log-log slope of the median against d_k (0: flat; p = −0.5 is 1/sqrt(d_k)).\n\n| p |";
+  for (int64_t d : dks) md << " d_k " << d << " |";
+  md << " slope of the median |\n|---|";
+  for (std::size_t i = 0; i <= dks.size(); ++i) md << "---|";
+  md << "\n";
+  for (double p : powers) {
+    md << "| " << f("%g", p) << " |";
+    for (int64_t d : dks)
+      for (const CaseResult& c : r.sweep)
+        if (c.d_k == d && c.rule.power == p)
+          md << " " << f("%.3g", c.grad_q_spread.median) << " / " << f("%.3g", c.grad_q_spread.p99) << " / "
+             << f("%.1f%%", 100 * c.grad_q_spread.vanished) << " |";
+    double sx = 0, sy = 0, sxx = 0, sxy = 0, count = 0;  // least squares of log(median) on log(d_k)
+    for (const CaseResult& c : r.sweep)
+      if (c.rule.power == p && c.grad_q_spread.median > 0) {
+        const double x = std::log(static_cast<double>(c.d_k)), y = std::log(c.grad_q_spread.median);
+        sx += x, sy += y, sxx += x * x, sxy += x * y, count += 1;
+      }
+    const double denominator = count * sxx - sx * sx;
+    md << " " << (count >= 2 && denominator > 0 ? f("%.2f", (count * sxy - sx * sy) / denominator) : std::string("-"))
+       << " |\n";
+  }
+  md << "\n";
+  if (has_plot(r, "part1_sweep.png")) md << "![the sweep c = d_k^p](part1_sweep.png)\n\n";
+}
+
 void part1_section(std::ostringstream& md, const StudyReport& r) {
   const SingleLayerOptions& o = r.single_layer;
   md << "## Part 1: one attention layer at initialisation\n\n"
@@ -75,6 +113,14 @@ void part1_section(std::ostringstream& md, const StudyReport& r) {
   md << "\n";
   if (has_plot(r, "part1_grad_norms.png")) md << "![gradient norms against d_k](part1_grad_norms.png)\n\n";
   if (has_plot(r, "part1_entropy.png")) md << "![attention entropy against d_k](part1_entropy.png)\n\n";
+
+  md << "### The spread behind the means\n\nA mean can stay put while the typical sample vanishes and rare ones "
+        "explode, so here are the medians, 99th percentiles and shares of samples below 1e-6, the norm of the softmax "
+        "Jacobian diag(p) − ppᵀ (how much gradient the softmax passes on) and the finite-difference verdicts. The "
+        "gradient-check tests print the same table (`ctest --test-dir build -R study --verbose`).\n\n```\n"
+     << gradient_health_table(r.cases) << "```\n\n";
+  if (has_plot(r, "part1_spread.png")) md << "![spread of the gradient norms against d_k](part1_spread.png)\n\n";
+  if (!r.sweep.empty()) sweep_section(md, r);
 
   md << "### The issue's claims, checked against these numbers\n\n| | claim | measured |\n|---|---|---|\n";
   for (const Claim& c : check_single_layer_claims(r.cases))

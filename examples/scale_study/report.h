@@ -15,6 +15,7 @@ struct StudyReport {
   bool part1 = false, part2 = false;
   SingleLayerOptions single_layer;
   std::vector<CaseResult> cases;
+  std::vector<CaseResult> sweep;  // rules dk^p, the first key count, no finite-difference checks
   double part1_seconds = 0;
   GptStudyOptions gpt;
   std::vector<RunResult> runs;
