@@ -11,6 +11,7 @@
 #include <minitrain/core/factory.h>
 #include <minitrain/core/random.h>
 #include <minitrain/core/threads.h>
+#include <minitrain/distributed/mpi.h>
 #include <minitrain/nn/gpt.h>
 #include <minitrain/train/distributed.h>
 #include <minitrain/train/optimizer.h>
@@ -59,7 +60,7 @@ int main(int argc, char** argv) {
   app.add_option("--overlap", overlap, "pipeline bucket packing with the non-blocking all-reduces");
   CLI11_PARSE(app, argc, argv);
 
-  Communicator& comm = Communicator::world();
+  Communicator& comm = distributed::world();
   const bench::BenchConfig named = bench::bench_config(config);
   const nn::GPTConfig c = named.model;
   if (batch == 0) batch = named.batch_size;

@@ -9,6 +9,7 @@
 #include <minitrain/core/threads.h>
 #include <minitrain/data/text_dataset.h>
 #include <minitrain/data/toy_corpus.h>
+#include <minitrain/distributed/mpi.h>
 #include <minitrain/nn/gpt.h>
 #include <minitrain/train/checkpoint.h>
 #include <minitrain/train/distributed.h>
@@ -170,7 +171,7 @@ int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
 
   // Under mpirun every rank runs this program (data parallel); otherwise this is a single process.
-  train::Communicator& comm = train::Communicator::world();
+  train::Communicator& comm = distributed::world();
   if (comm.distributed()) {
     if (!comm.is_root()) spdlog::set_level(spdlog::level::warn);  // rank 0 speaks for the job
     if (threads->count() == 0)

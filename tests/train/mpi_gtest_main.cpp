@@ -8,7 +8,7 @@
 // around it; instead, when a test has failed on this rank, this rank ends every rank of the job with
 // MPI_Abort as soon as the test is over. gtest printed each failure as it happened, so nothing is lost,
 // and each ctest case runs one test per job (--gtest_filter), so no later test is cut short.
-#include <minitrain/train/distributed.h>
+#include <minitrain/distributed/mpi.h>
 
 #include <gtest/gtest.h>
 
@@ -38,7 +38,7 @@ class AbortJobOnFailure : public ::testing::EmptyTestEventListener {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  const minitrain::train::Communicator& comm = minitrain::train::Communicator::world();  // initialises MPI
+  const minitrain::train::Communicator& comm = minitrain::distributed::world();  // initialises MPI
   // gtest owns the listener. Its OnTestEnd runs before the printer's (gtest calls the end events in
   // reverse order), hence the line naming the test above.
   ::testing::UnitTest::GetInstance()->listeners().Append(new AbortJobOnFailure(comm));

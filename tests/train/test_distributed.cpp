@@ -7,6 +7,7 @@
 #include <minitrain/core/ops.h>
 #include <minitrain/core/threads.h>
 #include <minitrain/data/text_dataset.h>
+#include <minitrain/distributed/mpi.h>
 #include <minitrain/nn/gpt.h>
 #include <minitrain/train/checkpoint.h>
 #include <minitrain/train/distributed.h>
@@ -99,7 +100,7 @@ std::vector<double> parameter_hash(const nn::GPT& model) {
 }
 
 Communicator& world() {
-  Communicator& comm = Communicator::world();
+  Communicator& comm = distributed::world();
   set_num_threads(threads_per_rank(comm, 2));
   return comm;
 }
@@ -108,7 +109,7 @@ Communicator& world() {
 
 TEST(Distributed, RunsOnTwoRanks) {
   Communicator& comm = world();
-  ASSERT_TRUE(mpi_built());
+  ASSERT_TRUE(distributed::mpi_built());
   EXPECT_EQ(comm.size(), 2) << "run this test with mpirun -np 2";
   EXPECT_EQ(comm.local_size(), 2);
   EXPECT_EQ(num_threads(), 1) << "two ranks on two cores: one thread each";

@@ -1,11 +1,10 @@
-// Data-parallel training over MPI: every rank holds the whole model, computes gradients on its share of
-// the global batch, and the gradients are averaged with an all-reduce so that every rank takes the same
-// optimizer step. Launched as `mpirun -np N program ...`.
+// Data-parallel training: every rank holds the whole model, computes gradients on its share of the
+// global batch, and the gradients are averaged with an all-reduce so that every rank takes the same
+// optimizer step. Written against the Communicator interface (communicator.h): over MPI with
+// minitrain::distributed (minitrain/distributed/mpi.h, launched as `mpirun -np N program ...`), and on
+// one process, rank 0 of 1, where every collective returns its input.
 //
-// Built without MPI (MINITRAIN_WITH_MPI off) or started without mpirun, the same calls work for one
-// process: rank 0 of 1, and every collective returns its input. <mpi.h> stays out of this header.
-//
-//   Communicator& comm = Communicator::world();        // initialises MPI when launched by mpirun
+//   Communicator& comm = distributed::world();          // initialises MPI when launched by mpirun
 //   comm.broadcast(model.parameters());                 // rank 0's initial parameters everywhere
 //   GradientAverager averager(comm, model.parameters());
 //   for (...) {
@@ -17,62 +16,13 @@
 #pragma once
 
 #include <minitrain/core/tensor.h>
+#include <minitrain/train/communicator.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 namespace minitrain::train {
-
-// True when minitrain was built with MPI.
-bool mpi_built();
-
-class Communicator {
- public:
-  // This process alone: rank 0 of 1, collectives return their input, MPI is never touched.
-  Communicator();
-  ~Communicator();
-  Communicator(const Communicator&) = delete;
-  Communicator& operator=(const Communicator&) = delete;
-
-  // Every process of the job (MPI_COMM_WORLD). The first call initialises MPI when the process was
-  // started by an MPI launcher (mpirun sets OMPI_COMM_WORLD_SIZE / PMI_SIZE / PMIX_RANK) and registers
-  // MPI_Finalize at exit; otherwise (or without MPI) it is a single-process communicator.
-  static Communicator& world();
-
-  int rank() const { return rank_; }
-  int size() const { return size_; }
-  int local_size() const { return local_size_; }  // ranks on this machine (to share its cores)
-  bool is_root() const { return rank_ == 0; }
-  bool distributed() const { return size_ > 1; }
-
-  void barrier() const;
-  // Elementwise sum across ranks, in place (blocking).
-  void all_reduce_sum(std::vector<double>& values) const;
-  // Every rank's `values` (the same count on each), concatenated in rank order.
-  std::vector<double> all_gather(const std::vector<double>& values) const;
-  // Copies root's values of each tensor (contiguous, float32 or float64) into every rank's tensor, in
-  // place, outside autograd.
-  void broadcast(const std::vector<Tensor>& tensors, int root = 0) const;
-  // Ends every process of the job now (MPI_Abort), for an error only this rank has seen; a single
-  // process just exits with `code`.
-  [[noreturn]] void abort(int code) const;
-
-  // Low-level in-place sum of a flat float32/float64 buffer across ranks (MPI_Allreduce).
-  void all_reduce_sum(void* data, int64_t count, DType dtype) const;
-  // Its non-blocking form (MPI_Iallreduce); wait() before touching the buffer.
-  // Returns a ticket; tickets of one communicator are waited for in any order.
-  int start_all_reduce_sum(void* data, int64_t count, DType dtype) const;
-  void wait(int ticket) const;
-  void test_all() const;  // lets pending operations progress (MPI_Testall)
-
-  struct Impl;
-
- private:
-  int rank_ = 0, size_ = 1, local_size_ = 1;
-  std::unique_ptr<Impl> impl_;  // null for a single process
-};
 
 // Time spent averaging gradients, for benchmarks and the cost model.
 struct AllReduceStats {
@@ -80,7 +30,7 @@ struct AllReduceStats {
   int64_t buckets = 0;      // all-reduce operations started
   int64_t bytes = 0;        // gradient bytes reduced per rank
   double seconds = 0;       // inside average(): packing, all-reduce, unpacking
-  double wait_seconds = 0;  // of which in MPI_Allreduce, or in MPI_Wait with overlap
+  double wait_seconds = 0;  // of which in the all-reduce, or in wait() with overlap
 };
 
 struct GradientAveragerOptions {

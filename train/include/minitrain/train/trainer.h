@@ -106,8 +106,8 @@ class Trainer {
   std::map<std::string, std::string> metadata_;
   std::unique_ptr<Optimizer> optimizer_;
   Generator data_gen_;
-  Communicator single_;    // used when options_.communicator is null
-  Communicator* comm_;     // never null
+  SingleProcessCommunicator single_;  // used when options_.communicator is null
+  Communicator* comm_;                // never null
   std::unique_ptr<GradientAverager> averager_;  // only with more than one rank
   std::function<void(int64_t, double)> on_step_;
   int64_t last_saved_iter_ = -1;  // the iteration of the checkpoint on disk from this run (or resumed), -1: none
