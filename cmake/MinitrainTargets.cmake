@@ -23,10 +23,24 @@ function(minitrain_set_sanitizers target)
   endif()
 endfunction()
 
-# add_minitrain_library(<part> SOURCES ...): library minitrain_<part>, alias minitrain::<part>,
-# headers in <part>/include, exported as minitrain::<part>.
+# minitrain_install_component(<part>): installs target minitrain_<part> as package component <part>,
+# with an export file of its own, so that find_package(minitrain COMPONENTS <part>) loads only it and the
+# components it links. MinitrainInstall.cmake works out what each component needs from its link
+# interface.
+function(minitrain_install_component part)
+  install(TARGETS minitrain_${part} EXPORT minitrain-${part}-targets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  set_property(GLOBAL APPEND PROPERTY MINITRAIN_COMPONENTS ${part})
+endfunction()
+
+# add_minitrain_library(<part> SOURCES ... [PUBLIC_DEPS ...] [PRIVATE_DEPS ...] [PRIVATE_HEADER_ONLY_DEPS ...]):
+# library minitrain_<part>, alias minitrain::<part>, headers in <part>/include, package component <part>.
+# PUBLIC_DEPS: what the public headers include. PRIVATE_DEPS: libraries the .cpp files use (a user of a
+# static minitrain still links them). PRIVATE_HEADER_ONLY_DEPS: header-only libraries the .cpp files
+# use, which nothing after the build needs.
 function(add_minitrain_library part)
-  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;PUBLIC_DEPS;PRIVATE_DEPS;PRIVATE_HEADER_ONLY_DEPS" ${ARGN})
   add_library(minitrain_${part} ${ARG_SOURCES})
   add_library(minitrain::${part} ALIAS minitrain_${part})
   set_target_properties(minitrain_${part} PROPERTIES EXPORT_NAME ${part} OUTPUT_NAME minitrain_${part})
@@ -35,12 +49,13 @@ function(add_minitrain_library part)
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   target_compile_features(minitrain_${part} PUBLIC cxx_std_17)
   target_link_libraries(minitrain_${part} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  foreach(dep IN LISTS ARG_PRIVATE_HEADER_ONLY_DEPS)
+    target_link_libraries(minitrain_${part} PRIVATE $<BUILD_INTERFACE:${dep}>)
+  endforeach()
   minitrain_set_warnings(minitrain_${part})
   minitrain_set_codegen(minitrain_${part})
   minitrain_set_sanitizers(minitrain_${part})
-  install(TARGETS minitrain_${part} EXPORT minitrainTargets
-    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  minitrain_install_component(${part})
   install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endfunction()
 

@@ -1,4 +1,5 @@
-// Builds against the installed headers and library; fails (exit 1) if a gradient is wrong.
+// A program that uses minitrain::core alone: builds against the installed headers and library; fails
+// (exit 1) if a gradient is wrong.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 
