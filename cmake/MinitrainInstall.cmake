@@ -6,7 +6,7 @@ include(CMakePackageConfigHelpers)
 set(MINITRAIN_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/minitrain)
 
 # The package that provides each third-party target a component's link interface can name. A new
-# dependency must be added here (and to minitrain_find_package in minitrainConfig.cmake.in).
+# dependency must be added here (and to _minitrain_find_package in minitrainConfig.cmake.in).
 function(minitrain_package_of target out)
   set(packages BLAS::BLAS=BLAS OpenMP::OpenMP_CXX=OpenMP spdlog::spdlog=spdlog MPI::MPI_CXX=MPI
                xtensor=xtensor nlohmann_json::nlohmann_json=nlohmann_json)
