@@ -21,6 +21,9 @@ namespace {
 
 // A thread's share must be worth waking it for: about a megaflop (~15 us of single-core sgemm here).
 constexpr double kMinFlopsPerThread = 1e6;
+// A large GEMM is cut into at most this many parts along the longer side of C, whatever the thread count
+// (split_gemm): one per core on the 2-core machines this is tuned on.
+constexpr int64_t kGemmParts = 2;
 
 struct GemmOperand {
   bool transposed = false;
@@ -176,14 +179,18 @@ void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, cons
   const double flops_per_line = 2.0 * static_cast<double>(line_length) * static_cast<double>(k);
   const auto min_lines = static_cast<int64_t>(kMinFlopsPerThread / std::max(flops_per_line, 1.0)) + 1;
   constexpr int64_t kTile = 16;  // keep chunk edges on the kernels' register tiles
+  // The cut into parts depends on the shape only, not on the thread count: OpenBLAS rounds a block of
+  // 384 columns differently from the whole 768 (measured on its Haswell/Zen kernels), so cutting per
+  // thread would make results depend on the number of threads.
+  const int64_t parts = std::min(kGemmParts, (m >= n ? m : n) / min_lines);
   if (m >= n) {
-    parallel_for(m, min_lines, [&](int64_t r0, int64_t r1) {
+    parallel_parts(m, parts, [&](int64_t r0, int64_t r1) {
       if (bias) fill_rows_with_bias(c + r0 * ldc, ldc, r1 - r0, n, bias);
       blas_gemm(ta, tb, r1 - r0, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta_used, c + r0 * ldc,
                 ldc);
     }, kTile);
   } else {
-    parallel_for(n, min_lines, [&](int64_t c0, int64_t c1) {
+    parallel_parts(n, parts, [&](int64_t c0, int64_t c1) {
       if (bias) fill_rows_with_bias(c + c0, ldc, m, c1 - c0, bias + c0);
       blas_gemm(ta, tb, m, c1 - c0, k, alpha, a, lda, tb ? b + c0 * ldb : b + c0, ldb, beta_used, c + c0, ldc);
     }, kTile);

@@ -34,4 +34,23 @@ void parallel_for(int64_t n, int64_t min_per_thread, Body body, int64_t align = 
   }
 }
 
+// Calls body(begin, end) on `parts` chunks covering [0, n) whose boundaries depend only on n, parts and
+// `align`, never on the thread count; the chunks are handed to threads as they become free. For work
+// whose rounding depends on how it is cut (a GEMM: BLAS blocks a 384-column product differently from a
+// 768-column one), this gives the same bits on any number of threads. body must not throw.
+template <class Body>
+void parallel_parts(int64_t n, int64_t parts, Body body, int64_t align = 1) {
+  parts = std::max<int64_t>(1, std::min(parts, n));
+  auto boundary = [&](int64_t i) { return i == parts ? n : std::min(n, (n * i / parts + align / 2) / align * align); };
+  const int64_t threads = std::min<int64_t>(omp_get_max_threads(), parts);
+  if (threads < 2 || omp_in_parallel()) {
+    for (int64_t i = 0; i < parts; ++i)
+      if (boundary(i) < boundary(i + 1)) body(boundary(i), boundary(i + 1));
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(threads))
+  for (int64_t i = 0; i < parts; ++i)
+    if (boundary(i) < boundary(i + 1)) body(boundary(i), boundary(i + 1));
+}
+
 }  // namespace minitrain
