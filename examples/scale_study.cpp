@@ -49,7 +49,8 @@ constexpr const char* kBudgetNote =
     "defaults, a step of that model (batch 12, context 64, one core) took 446 ms, so six runs, two at a time, "
     "would get about 500 steps each in the ~12 minutes the study may spend on training. Width 128 with 2 heads "
     "keeps the depth and the head size of 64 (the d_k the scale acts on) at 185 ms per step (measured the same "
-    "way) and buys 1,000 steps per run.";
+    "way) and buys 1,000 steps per run. Three seeds per run (to tell real gaps from seed noise) make it about "
+    "35 minutes of training.";
 
 void apply_quick(CLI::App& app, Flags& f) {
   const auto unless_given = [&](const char* flag, auto& field, auto value) {
@@ -58,6 +59,7 @@ void apply_quick(CLI::App& app, Flags& f) {
   unless_given("--samples", f.single.samples, int64_t{200});
   unless_given("--fd_samples", f.single.fd_samples, int64_t{4});
   unless_given("--sweep", f.sweep, std::vector<double>{-1, -0.5, 0});
+  unless_given("--seeds", f.gpt.seeds, int64_t{2});
   unless_given("--n_layer", f.gpt.model.n_layer, int64_t{2});
   unless_given("--n_embd", f.gpt.model.n_embd, int64_t{64});
   unless_given("--n_head", f.gpt.model.n_head, int64_t{1});
@@ -140,6 +142,7 @@ int main(int argc, char** argv) {
   app.add_option("--eval_interval", f.gpt.eval_interval, "part 2: steps between val-loss evaluations")->check(count)->capture_default_str();
   app.add_option("--eval_iters", f.gpt.eval_iters, "part 2: batches per evaluation")->check(integer_in(1, 1'000'000))->capture_default_str();
   app.add_option("--train_seed", f.gpt.seed, "part 2: initial weights and batches")->check(examples::seed_value())->capture_default_str();
+  app.add_option("--seeds", f.gpt.seeds, "part 2: runs per scale and learning rate, seeds train_seed, train_seed + 1, ...")->check(integer_in(1, 1000))->capture_default_str();
   app.add_option("--jobs", f.gpt.jobs, "part 2: runs trained at once, one thread each")->check(integer_in(1, 1024))->capture_default_str();
   app.add_option("--data", f.data, "part 2: UTF-8 text (default: the bundled toy corpus)")->capture_default_str();
   app.add_option("--layer_csv_every", f.layer_csv_every, "part 2: per-layer CSV rows every this many steps")->check(count)->capture_default_str();

@@ -72,24 +72,25 @@ void write_single_layer_csv(const std::string& path, const std::vector<CaseResul
 }
 
 void write_steps_csv(const std::string& path, const std::vector<RunResult>& runs) {
-  std::ofstream out = open_csv(path, "scale_rule,scale,learning_rate,iter,loss,lr,grad_norm,mean_entropy,mean_qk_over_v");
+  std::ofstream out = open_csv(path, "scale_rule,scale,learning_rate,seed,iter,loss,lr,grad_norm,mean_entropy,mean_qk_over_v");
   for (const RunResult& r : runs)
     for (const StepRecord& s : r.steps)
-      out << quoted(r.rule.label) << ',' << num(r.scale) << ',' << num(r.learning_rate) << ',' << s.iter << ','
-          << num(s.loss) << ',' << num(s.lr) << ',' << num(s.grad_norm) << ',' << num(mean_entropy(s)) << ','
+      out << quoted(r.rule.label) << ',' << num(r.scale) << ',' << num(r.learning_rate) << ',' << r.seed << ','
+          << s.iter << ',' << num(s.loss) << ',' << num(s.lr) << ',' << num(s.grad_norm) << ',' << num(mean_entropy(s)) << ','
           << num(mean_qk_over_v(s)) << '\n';
 }
 
 void write_layers_csv(const std::string& path, const std::vector<RunResult>& runs, int64_t every) {
   if (every < 1) throw std::invalid_argument("write_layers_csv: every must be at least 1, got " + std::to_string(every));
-  std::ofstream out = open_csv(path, "scale_rule,scale,learning_rate,iter,layer,grad_q,grad_k,grad_v,entropy,max_prob,logit_std");
+  std::ofstream out = open_csv(path, "scale_rule,scale,learning_rate,seed,iter,layer,grad_q,grad_k,grad_v,entropy,max_prob,logit_std");
   for (const RunResult& r : runs)
     for (std::size_t i = 0; i < r.steps.size(); ++i) {
       const StepRecord& s = r.steps[i];
       if (s.iter % every != 0 && i + 1 != r.steps.size()) continue;
       for (std::size_t l = 0; l < s.layers.size(); ++l) {
         const LayerStep& x = s.layers[l];
-        out << quoted(r.rule.label) << ',' << num(r.scale) << ',' << num(r.learning_rate) << ',' << s.iter << ',' << l
+        out << quoted(r.rule.label) << ',' << num(r.scale) << ',' << num(r.learning_rate) << ',' << r.seed << ','
+            << s.iter << ',' << l
             << ',' << num(x.grad_q) << ',' << num(x.grad_k) << ',' << num(x.grad_v) << ',' << num(x.entropy) << ','
             << num(x.max_prob) << ',' << num(x.logit_std) << '\n';
       }

@@ -55,7 +55,8 @@ double val_loss(nn::GPT& model, const data::TextDataset& dataset, const GptStudy
 
 std::string describe(const RunResult& r) {
   char buf[96];
-  std::snprintf(buf, sizeof buf, "scale %s (%.4g), lr %g", r.rule.label.c_str(), r.scale, r.learning_rate);
+  std::snprintf(buf, sizeof buf, "scale %s (%.4g), lr %g, seed %llu", r.rule.label.c_str(), r.scale, r.learning_rate,
+                static_cast<unsigned long long>(r.seed));
   return buf;
 }
 
@@ -86,6 +87,7 @@ RunResult train_gpt_run(const data::TextDataset& dataset, const GptStudyOptions&
   r.rule = rule;
   r.scale = config.attention_scale = rule.value(config.n_embd / config.n_head);
   r.learning_rate = learning_rate;
+  r.seed = o.seed;
   nn::GPT model(config);
   train::AdamWOptions adam;
   adam.lr = learning_rate;
@@ -141,13 +143,19 @@ RunResult train_gpt_run(const data::TextDataset& dataset, const GptStudyOptions&
 
 std::vector<RunResult> train_gpt_runs(const data::TextDataset& dataset, const GptStudyOptions& o,
                                       const std::vector<ScaleRule>& rules, const LogFn& log) {
+  if (o.seeds < 1) throw std::invalid_argument("train_gpt_runs: seeds must be at least 1, got " + std::to_string(o.seeds));
   struct Job {
     const ScaleRule* rule;
     double learning_rate;
+    GptStudyOptions options;  // with this run's seed
   };
   std::vector<Job> jobs;
   for (const ScaleRule& rule : rules)
-    for (double lr : o.learning_rates) jobs.push_back({&rule, lr});
+    for (double lr : o.learning_rates)
+      for (int64_t s = 0; s < o.seeds; ++s) {
+        jobs.push_back({&rule, lr, o});
+        jobs.back().options.seed = o.seed + static_cast<uint64_t>(s);
+      }
   std::vector<RunResult> results(jobs.size());
   std::vector<std::exception_ptr> errors(jobs.size());
   std::atomic<std::size_t> next{0};
@@ -160,7 +168,7 @@ std::vector<RunResult> train_gpt_runs(const data::TextDataset& dataset, const Gp
     set_num_threads(1);  // one core per run: OpenMP's thread count is per thread, so set it here
     for (std::size_t i; (i = next++) < jobs.size();) {
       try {
-        results[i] = train_gpt_run(dataset, o, *jobs[i].rule, jobs[i].learning_rate, locked_log);
+        results[i] = train_gpt_run(dataset, jobs[i].options, *jobs[i].rule, jobs[i].learning_rate, locked_log);
         const RunResult& r = results[i];
         char buf[160];
         std::snprintf(buf, sizeof buf, ": done, %zu steps in %.0f s (%.0f ms/step), final val loss %.4f%s",

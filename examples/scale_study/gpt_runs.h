@@ -22,6 +22,7 @@ struct GptStudyOptions {
   double min_lr_ratio = 0.1;  // cosine decay to learning_rate · this at the last iteration
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.99, grad_clip = 1.0;  // train_gpt's AdamW recipe
   uint64_t seed = 1337;  // initial weights and batches: every run starts from the same model and data
+  int64_t seeds = 3;     // each (scale, learning rate) is trained from seeds seed, seed + 1, ...: the noise
   int jobs = 2;          // runs trained at once, one thread each
 };
 
@@ -50,6 +51,7 @@ struct EvalRecord {
 struct RunResult {
   ScaleRule rule;
   double scale = 0, learning_rate = 0;
+  uint64_t seed = 0;  // of the initial weights and the batches
   std::vector<StepRecord> steps;
   std::vector<EvalRecord> evals;
   bool diverged = false;  // the loss or gradient norm stopped being finite; steps ends there
@@ -63,8 +65,8 @@ using LogFn = std::function<void(const std::string&)>;
 RunResult train_gpt_run(const data::TextDataset& dataset, const GptStudyOptions& options, const ScaleRule& rule,
                         double learning_rate, const LogFn& log = nullptr);
 
-// Every rule × learning rate, `jobs` at a time (each single-threaded; results do not depend on jobs),
-// in the order rules-major. `log` receives one line per finished run and progress lines (serialised).
+// Every rule × learning rate × seed, `jobs` at a time (each single-threaded; results do not depend on
+// jobs), in the order rules-major, seeds innermost. `log` receives one line per finished run and progress lines (serialised).
 std::vector<RunResult> train_gpt_runs(const data::TextDataset& dataset, const GptStudyOptions& options,
                                       const std::vector<ScaleRule>& rules,
                                       const LogFn& log);

@@ -193,8 +193,11 @@ std::vector<std::string> plot_spread_and_sweep(const std::string& dir, const std
   return made;
 }
 
-std::vector<std::string> plot_gpt_runs(const std::string& dir, const std::vector<RunResult>& runs) {
-  if (!gnuplot_available() || runs.empty()) return {};
+std::vector<std::string> plot_gpt_runs(const std::string& dir, const std::vector<RunResult>& all_runs) {
+  if (!gnuplot_available() || all_runs.empty()) return {};
+  std::vector<RunResult> runs;  // the first seed's runs: a line per scale stays readable
+  for (const RunResult& r : all_runs)
+    if (r.seed == all_runs.front().seed) runs.push_back(r);
   std::vector<double> lrs;
   std::vector<std::string> rules;
   for (const RunResult& r : runs) {

@@ -24,7 +24,7 @@ std::vector<std::string> plot_spread_and_sweep(const std::string& dir, const std
                                                const std::vector<CaseResult>& sweep);
 
 // Part 2: part2_loss.png, part2_grad_norm.png and part2_qk_over_v.png (a panel per learning rate, a
-// line per scale) and part2_entropy.png (a panel per run, a line per layer).
+// line per scale) and part2_entropy.png (a panel per run, a line per layer), of the first seed's runs.
 std::vector<std::string> plot_gpt_runs(const std::string& dir, const std::vector<RunResult>& runs);
 
 }  // namespace minitrain::study

@@ -147,8 +147,10 @@ void gpt_setup(std::ostringstream& md, const StudyReport& r, const std::vector<R
      << "The character-level GPT on the bundled toy corpus (`data/corpus/toy.txt`, entropy 0.6098 nats/char): "
      << m.n_layer << " layers, width " << m.n_embd << ", " << m.n_head << " heads of size d_k = " << head
      << ", context " << m.block_size << ", no biases, no dropout, " << r.gpt_parameters << " parameters. "
-     << "Each run starts from the same initial weights and sees the same batches (seed " << o.seed << "); only the "
-     << "scale factor and the learning rate differ. " << o.iters << " iterations of batch " << o.batch_size
+     << "Each scale and learning rate is trained from " << o.seeds << " seed" << (o.seeds == 1 ? "" : "s") << " ("
+     << o.seed << (o.seeds > 1 ? " to " + std::to_string(o.seed + static_cast<uint64_t>(o.seeds) - 1) : std::string())
+     << ": initial weights and batches); runs of one seed start from the same weights and see the same batches, "
+        "so within a seed only the scale factor and the learning rate differ. The plots show the first seed. " << o.iters << " iterations of batch " << o.batch_size
      << ", AdamW (β = " << o.beta1 << ", " << o.beta2 << ", weight decay " << o.weight_decay << "), "
      << o.warmup_iters << " warmup steps then cosine decay to " << o.min_lr_ratio
      << "× the peak learning rate, gradients clipped to global norm " << o.grad_clip
@@ -184,6 +186,45 @@ void gpt_table(std::ostringstream& md, const std::vector<RunSummary>& summaries)
      << ". Logit std: the spread of c·q·k within an attention row. Train losses are means of 10 steps.\n\n";
 }
 
+// The scales at one learning rate ordered by their mean final val loss over seeds, each as mean ± sample
+// standard deviation (n seeds). Neighbours whose means differ by less than the sum of their deviations
+// are joined by "≈" and called not distinguishable; "<" means the gap is larger than that noise.
+std::string ranking(const std::vector<RunSummary>& summaries, double lr) {
+  struct Scale {
+    std::string rule;
+    std::vector<double> finals;
+    double mean = 0, sd = 0;
+  };
+  std::vector<Scale> scales;
+  for (const RunSummary& s : summaries) {
+    if (s.learning_rate != lr) continue;
+    auto it = std::find_if(scales.begin(), scales.end(), [&](const Scale& x) { return x.rule == s.rule; });
+    if (it == scales.end()) it = scales.insert(scales.end(), Scale{s.rule, {}, 0, 0});
+    it->finals.push_back(s.final_val);
+  }
+  for (Scale& x : scales) {
+    const double n = static_cast<double>(x.finals.size());
+    for (double v : x.finals) x.mean += v / n;
+    for (double v : x.finals) x.sd += (v - x.mean) * (v - x.mean);
+    x.sd = x.finals.size() > 1 ? std::sqrt(x.sd / (n - 1)) : 0.0;
+  }
+  std::sort(scales.begin(), scales.end(), [](const Scale& a, const Scale& b) { return a.mean < b.mean; });
+  std::string out, ties;
+  for (std::size_t i = 0; i < scales.size(); ++i) {
+    const Scale& x = scales[i];
+    if (i > 0) {
+      const bool close = x.mean - scales[i - 1].mean <= x.sd + scales[i - 1].sd;
+      out += close ? " ≈ " : " < ";
+      if (close) ties += (ties.empty() ? "" : "; ") + scales[i - 1].rule + " and " + x.rule;
+    }
+    out += "scale " + x.rule + f(" (%.4f ± %.4f, ", x.mean, x.sd) + std::to_string(x.finals.size()) + " seeds)";
+  }
+  if (scales.size() > 1 && scales.front().finals.size() < 2)
+    return out + ". One seed per scale: no noise estimate, so no gap above can be called real.";
+  return out + (ties.empty() ? ". Every gap is larger than the seed-to-seed spread."
+                             : ". Not distinguishable (gap within the seed-to-seed spread): " + ties + ".");
+}
+
 void gpt_findings(std::ostringstream& md, const StudyReport& r, const std::vector<RunSummary>& summaries) {
   md << "### What happened (generated from the table)\n\n";
   // Step 0: all runs share the weights, so only the scale differs.
@@ -196,29 +237,28 @@ void gpt_findings(std::ostringstream& md, const StudyReport& r, const std::vecto
     seen += "|" + label + "|";
     logits += (logits.empty() ? "" : ", ") + f("%.3g", mean_of(summaries[i].logit_std_init)) + " with " + label;
   }
-  const double q_std = 0.02 * std::sqrt(static_cast<double>(r.gpt.model.n_embd));
-  md << "- **At initialisation nothing is saturated.** GPT-2's N(0, 0.02) weights give q and k components of about "
-        "0.02·sqrt(width) = "
-     << f("%.2f", q_std) << ", not 1, so the logit spread at step 0 is " << logits
+  // q = LayerNorm(x)·W_q with unit-variance inputs and N(0, 0.02) weights: components of std 0.02·sqrt(width),
+  // and q·k (d_k terms) of std sqrt(d_k)·(0.02² · width).
+  const auto q_std = [](int64_t width) { return 0.02 * std::sqrt(static_cast<double>(width)); };
+  const auto qk_std = [&](int64_t width) {
+    return std::sqrt(static_cast<double>(r.gpt.model.n_embd / r.gpt.model.n_head)) * q_std(width) * q_std(width);
+  };
+  const int64_t width = r.gpt.model.n_embd;
+  md << "- **At initialisation nothing is saturated, at this width.** GPT-2's N(0, 0.02) weights give q and k "
+        "components of about 0.02·sqrt(width) = "
+     << f("%.2f", q_std(width)) << ", not 1, so the logit spread at step 0 is " << logits
      << "; the lowest attention entropy / log n of any layer of any run at step 0 is " << f("%.3f", min_init_entropy)
      << (min_init_entropy > kFlatEntropy ? " (nearly uniform everywhere)" : "")
-     << ". The unit-variance argument of part 1 describes the model only after training has grown W_q and W_k.\n";
+     << ". This is a statement about width " << width << ", measured once: with the same head size at width 768 (GPT-2 "
+        "small) the components are " << f("%.2f", q_std(768)) << " and q·k has std " << f("%.1f", qk_std(768))
+     << " with c = 1 (here " << f("%.2f", qk_std(width))
+     << "), enough to start saturating. The unit-variance argument of part 1 describes this model only after "
+        "training has grown W_q and W_k.\n";
 
   std::vector<double> lrs;
   for (const RunSummary& s : summaries)
     if (std::find(lrs.begin(), lrs.end(), s.learning_rate) == lrs.end()) lrs.push_back(s.learning_rate);
-  for (double lr : lrs) {
-    std::vector<const RunSummary*> at;
-    for (const RunSummary& s : summaries)
-      if (s.learning_rate == lr) at.push_back(&s);
-    std::sort(at.begin(), at.end(), [](const RunSummary* a, const RunSummary* b) { return a->final_val < b->final_val; });
-    std::string order;
-    for (const RunSummary* s : at) {
-      const std::string scale = s->label.substr(0, s->label.find(','));
-      order += (order.empty() ? "" : " < ") + scale + f(" (%.4f)", s->final_val);
-    }
-    md << "- **lr " << f("%g", lr) << ", final val loss:** " << order << ".\n";
-  }
+  for (double lr : lrs) md << "- **lr " << f("%g", lr) << ", final val loss over seeds:** " << ranking(summaries, lr) << "\n";
   for (const RunSummary& s : summaries) {
     std::vector<std::string> notes;
     const std::size_t layers = s.entropy_end.size();

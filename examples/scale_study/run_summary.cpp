@@ -37,8 +37,11 @@ RunSummary summarise(const RunResult& run) {
   if (run.steps.empty()) throw std::invalid_argument("summarise: the run has no steps");
   RunSummary s;
   char label[96];
-  std::snprintf(label, sizeof label, "scale %s, lr %g", run.rule.label.c_str(), run.learning_rate);
+  std::snprintf(label, sizeof label, "scale %s, lr %g, seed %llu", run.rule.label.c_str(), run.learning_rate,
+                static_cast<unsigned long long>(run.seed));
   s.label = label;
+  s.rule = run.rule.label;
+  s.seed = run.seed;
   s.scale = run.scale;
   s.learning_rate = run.learning_rate;
   s.steps = static_cast<int64_t>(run.steps.size());

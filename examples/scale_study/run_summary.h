@@ -25,8 +25,10 @@ inline constexpr double kFlatEntropy = 0.9;
 inline constexpr double kStallNats = 0.1;
 
 struct RunSummary {
-  std::string label;  // "scale 1/sqrt(dk), lr 0.001"
+  std::string label;  // "scale 1/sqrt(dk), lr 0.001, seed 1337"
+  std::string rule;   // "1/sqrt(dk)"
   double scale = 0, learning_rate = 0;
+  uint64_t seed = 0;
   int64_t steps = 0;
   bool diverged = false;
   double final_val = 0, best_val = 0;  // val loss at the last evaluation / the lowest one
