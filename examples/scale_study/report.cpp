@@ -186,45 +186,6 @@ void gpt_table(std::ostringstream& md, const std::vector<RunSummary>& summaries)
      << ". Logit std: the spread of c·q·k within an attention row. Train losses are means of 10 steps.\n\n";
 }
 
-// The scales at one learning rate ordered by their mean final val loss over seeds, each as mean ± sample
-// standard deviation (n seeds). Neighbours whose means differ by less than the sum of their deviations
-// are joined by "≈" and called not distinguishable; "<" means the gap is larger than that noise.
-std::string ranking(const std::vector<RunSummary>& summaries, double lr) {
-  struct Scale {
-    std::string rule;
-    std::vector<double> finals;
-    double mean = 0, sd = 0;
-  };
-  std::vector<Scale> scales;
-  for (const RunSummary& s : summaries) {
-    if (s.learning_rate != lr) continue;
-    auto it = std::find_if(scales.begin(), scales.end(), [&](const Scale& x) { return x.rule == s.rule; });
-    if (it == scales.end()) it = scales.insert(scales.end(), Scale{s.rule, {}, 0, 0});
-    it->finals.push_back(s.final_val);
-  }
-  for (Scale& x : scales) {
-    const double n = static_cast<double>(x.finals.size());
-    for (double v : x.finals) x.mean += v / n;
-    for (double v : x.finals) x.sd += (v - x.mean) * (v - x.mean);
-    x.sd = x.finals.size() > 1 ? std::sqrt(x.sd / (n - 1)) : 0.0;
-  }
-  std::sort(scales.begin(), scales.end(), [](const Scale& a, const Scale& b) { return a.mean < b.mean; });
-  std::string out, ties;
-  for (std::size_t i = 0; i < scales.size(); ++i) {
-    const Scale& x = scales[i];
-    if (i > 0) {
-      const bool close = x.mean - scales[i - 1].mean <= x.sd + scales[i - 1].sd;
-      out += close ? " ≈ " : " < ";
-      if (close) ties += (ties.empty() ? "" : "; ") + scales[i - 1].rule + " and " + x.rule;
-    }
-    out += "scale " + x.rule + f(" (%.4f ± %.4f, ", x.mean, x.sd) + std::to_string(x.finals.size()) + " seeds)";
-  }
-  if (scales.size() > 1 && scales.front().finals.size() < 2)
-    return out + ". One seed per scale: no noise estimate, so no gap above can be called real.";
-  return out + (ties.empty() ? ". Every gap is larger than the seed-to-seed spread."
-                             : ". Not distinguishable (gap within the seed-to-seed spread): " + ties + ".");
-}
-
 void gpt_findings(std::ostringstream& md, const StudyReport& r, const std::vector<RunSummary>& summaries) {
   md << "### What happened (generated from the table)\n\n";
   // Step 0: all runs share the weights, so only the scale differs.
@@ -258,7 +219,7 @@ void gpt_findings(std::ostringstream& md, const StudyReport& r, const std::vecto
   std::vector<double> lrs;
   for (const RunSummary& s : summaries)
     if (std::find(lrs.begin(), lrs.end(), s.learning_rate) == lrs.end()) lrs.push_back(s.learning_rate);
-  for (double lr : lrs) md << "- **lr " << f("%g", lr) << ", final val loss over seeds:** " << ranking(summaries, lr) << "\n";
+  for (double lr : lrs) md << "- **lr " << f("%g", lr) << ", final val loss over seeds:** " << rank_by_final_val(summaries, lr) << "\n";
   for (const RunSummary& s : summaries) {
     std::vector<std::string> notes;
     const std::size_t layers = s.entropy_end.size();

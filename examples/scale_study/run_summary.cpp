@@ -94,4 +94,51 @@ RunSummary summarise(const RunResult& run) {
   return s;
 }
 
+namespace {
+std::string format_mean_sd(double mean, double sd) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, " (%.4f ± %.4f, ", mean, sd);
+  return buf;
+}
+}  // namespace
+
+// The scales at one learning rate ordered by their mean final val loss over seeds, each as mean ± sample
+// standard deviation (n seeds). Neighbours whose means differ by less than the sum of their deviations
+// are joined by "≈" and called not distinguishable; "<" means the gap is larger than that noise.
+std::string rank_by_final_val(const std::vector<RunSummary>& summaries, double lr) {
+  struct Scale {
+    std::string rule;
+    std::vector<double> finals;
+    double mean = 0, sd = 0;
+  };
+  std::vector<Scale> scales;
+  for (const RunSummary& s : summaries) {
+    if (s.learning_rate != lr) continue;
+    auto it = std::find_if(scales.begin(), scales.end(), [&](const Scale& x) { return x.rule == s.rule; });
+    if (it == scales.end()) it = scales.insert(scales.end(), Scale{s.rule, {}, 0, 0});
+    it->finals.push_back(s.final_val);
+  }
+  for (Scale& x : scales) {
+    const double n = static_cast<double>(x.finals.size());
+    for (double v : x.finals) x.mean += v / n;
+    for (double v : x.finals) x.sd += (v - x.mean) * (v - x.mean);
+    x.sd = x.finals.size() > 1 ? std::sqrt(x.sd / (n - 1)) : 0.0;
+  }
+  std::sort(scales.begin(), scales.end(), [](const Scale& a, const Scale& b) { return a.mean < b.mean; });
+  std::string out, ties;
+  for (std::size_t i = 0; i < scales.size(); ++i) {
+    const Scale& x = scales[i];
+    if (i > 0) {
+      const bool close = x.mean - scales[i - 1].mean <= x.sd + scales[i - 1].sd;
+      out += close ? " ≈ " : " < ";
+      if (close) ties += (ties.empty() ? "" : "; ") + scales[i - 1].rule + " and " + x.rule;
+    }
+    out += "scale " + x.rule + format_mean_sd(x.mean, x.sd) + std::to_string(x.finals.size()) + " seeds)";
+  }
+  if (scales.size() > 1 && scales.front().finals.size() < 2)
+    return out + ". One seed per scale: no noise estimate, so no gap above can be called real.";
+  return out + (ties.empty() ? ". Every gap is larger than the seed-to-seed spread."
+                             : ". Not distinguishable (gap within the seed-to-seed spread): " + ties + ".");
+}
+
 }  // namespace minitrain::study

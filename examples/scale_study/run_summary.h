@@ -50,4 +50,9 @@ RunSummary summarise(const RunResult& run);
 
 double median(std::vector<double> values);  // of a non-empty vector
 
+// The scales at one learning rate ordered by mean final val loss over their seeds, "scale 1 (0.7780 ±
+// 0.0040, 3 seeds) ≈ scale 1/dk (...) < ...": neighbours whose means differ by no more than the sum of
+// their sample standard deviations are joined by "≈" and named "not distinguishable".
+std::string rank_by_final_val(const std::vector<RunSummary>& summaries, double learning_rate);
+
 }  // namespace minitrain::study

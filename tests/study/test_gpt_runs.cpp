@@ -55,13 +55,20 @@ TEST(GptRuns, RunsAreIndependentOfHowManyGoAtOnce) {
   GptStudyOptions o = tiny();
   o.iters = 4;
   o.learning_rates = {1e-3, 1e-2};
+  o.seeds = 2;
   o.jobs = 1;
   const auto serial = train_gpt_runs(dataset(), o, {parse_scale_rule("1")}, nullptr);
   o.jobs = 2;
   const auto parallel = train_gpt_runs(dataset(), o, {parse_scale_rule("1")}, nullptr);
-  ASSERT_EQ(serial.size(), 2u);
-  for (std::size_t i = 0; i < 2; ++i) {
+  ASSERT_EQ(serial.size(), 4u);  // learning rates × seeds, seeds innermost
+  EXPECT_EQ(serial[0].seed, o.seed);
+  EXPECT_EQ(serial[1].seed, o.seed + 1);
+  EXPECT_EQ(serial[1].learning_rate, serial[0].learning_rate);
+  // Each seed has its own initial weights and batches: the first losses differ.
+  EXPECT_NE(serial[0].steps[0].loss, serial[1].steps[0].loss);
+  for (std::size_t i = 0; i < serial.size(); ++i) {
     EXPECT_EQ(serial[i].learning_rate, parallel[i].learning_rate);
+    EXPECT_EQ(serial[i].seed, parallel[i].seed);
     for (std::size_t s = 0; s < serial[i].steps.size(); ++s) EXPECT_EQ(serial[i].steps[s].loss, parallel[i].steps[s].loss);
   }
 }
@@ -121,4 +128,27 @@ TEST(RunSummary, FlagsALossThatStopsFalling) {
     EXPECT_EQ(sum.stalled, slope == 0.0) << slope;
     EXPECT_NEAR(sum.loss_at[1] - sum.loss_at[0], -slope * 10, 1e-9);  // means of steps 0-9 and 10-19
   }
+}
+
+TEST(GptRuns, RankingCallsGapsWithinTheSeedSpreadNotDistinguishable) {
+  const auto run = [](const std::string& rule, double lr, double final_val) {
+    RunSummary s;
+    s.rule = rule;
+    s.learning_rate = lr;
+    s.final_val = final_val;
+    return s;
+  };
+  // 1/sqrt(dk) 0.778 ± 0.002 and 1 0.780 ± 0.002 overlap; 1/dk at 0.866 is far above both.
+  const std::vector<RunSummary> runs{run("1", 1e-3, 0.782),          run("1", 1e-3, 0.778),
+                                     run("1/sqrt(dk)", 1e-3, 0.776), run("1/sqrt(dk)", 1e-3, 0.780),
+                                     run("1/dk", 1e-3, 0.866),       run("1/dk", 1e-3, 0.864),
+                                     run("1", 1e-2, 1.5)};
+  const std::string ranking = rank_by_final_val(runs, 1e-3);
+  EXPECT_NE(ranking.find("scale 1/sqrt(dk) (0.7780 ± 0.0028, 2 seeds) ≈ scale 1 (0.7800 ± 0.0028, 2 seeds) < scale 1/dk"),
+            std::string::npos)
+      << ranking;
+  EXPECT_NE(ranking.find("Not distinguishable (gap within the seed-to-seed spread): 1/sqrt(dk) and 1."), std::string::npos)
+      << ranking;
+  EXPECT_EQ(rank_by_final_val(runs, 1e-2).find("≈"), std::string::npos);
+  EXPECT_NE(rank_by_final_val(runs, 1e-2).find("scale 1 (1.5000"), std::string::npos);
 }
