@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <unordered_set>
 
 namespace minitrain::nn {
 
@@ -59,6 +60,8 @@ Block::Block(const GPTConfig& c, std::shared_ptr<Generator> dropout_gen, Generat
   mlp = register_module("mlp", std::make_shared<MLP>(c.n_embd, c.bias, c.dropout, c.activation, dropout_gen, init_gen));
 }
 
+std::vector<std::shared_ptr<Linear>> Block::residual_projections() const { return {attn->c_proj, mlp->c_proj}; }
+
 Tensor Block::forward(const Tensor& x, KVCache* cache) {
   Tensor y = add(x, attn->forward(ln_1->forward(x), cache));
   return add(y, mlp->forward(ln_2->forward(y)));
@@ -91,19 +94,35 @@ GPT::GPT(const GPTConfig& c) : Module("GPT"), config_(c) {
   // Weight tying: the LM head reads the token embedding's storage (one tensor, two names).
   lm_head->weight = lm_head->register_parameter("weight", wte->weight);
 
-  // GPT-2 initialisation: N(0, 0.02) for matrices and embeddings, zero biases, and residual
-  // projections scaled down by sqrt(2 · n_layer) so the residual stream's variance does not grow
-  // with depth. LayerNorms keep weight 1, bias 0.
-  const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(c.n_layer));
-  for (auto& [name, p] : named_parameters()) {
-    if (name.find(".ln_") != std::string::npos || name.find("ln_f") != std::string::npos) continue;
-    if (p.dim() == 1) {
-      constant_(p, 0.0);
-    } else {
-      const bool residual = name.size() >= 13 && name.compare(name.size() - 13, 13, "c_proj.weight") == 0;
-      normal_(p, 0.0, residual ? residual_std : 0.02, init_gen);
+  // The layers above drew their own default initialisation from init_gen; GPT-2's scheme replaces it,
+  // continuing the same stream (so a seed gives the weights it always gave).
+  reset_parameters(init_gen);
+}
+
+void GPT::reset_parameters(Generator& gen) { init_gpt2_(*this, config_.n_layer, gen); }
+
+void init_gpt2_(Module& model, int64_t n_layer, Generator& gen) {
+  if (n_layer <= 0) throw std::invalid_argument("init_gpt2_: n_layer must be positive, got " + std::to_string(n_layer));
+  const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(n_layer));
+  std::unordered_set<const Module*> residual;
+  model.apply([&](Module& m) {
+    if (auto* block = dynamic_cast<ResidualBlock*>(&m))
+      for (const auto& linear : block->residual_projections()) residual.insert(linear.get());
+  });
+  NoGradGuard no_grad;
+  std::unordered_set<const void*> drawn;  // tied tensors: the first module holding one draws it
+  auto first = [&](const Tensor& t) { return t.defined() && drawn.insert(t.impl()).second; };
+  model.apply([&](Module& m) {
+    if (auto* linear = dynamic_cast<Linear*>(&m)) {
+      if (first(linear->weight)) normal_(linear->weight, 0.0, residual.count(linear) ? residual_std : 0.02, gen);
+      if (first(linear->bias)) constant_(linear->bias, 0.0);
+    } else if (auto* embedding = dynamic_cast<Embedding*>(&m)) {
+      if (first(embedding->weight)) normal_(embedding->weight, 0.0, 0.02, gen);
+    } else if (auto* norm = dynamic_cast<LayerNorm*>(&m)) {
+      if (first(norm->weight)) norm->reset_parameters(gen);  // draws nothing
+      first(norm->bias);
     }
-  }
+  });
 }
 
 Tensor GPT::embed(const Tensor& idx, int64_t start) {

@@ -18,16 +18,16 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator* gen)
     : Module("Linear"), in_features(in), out_features(out) {
   check_positive(in, "Linear", "in_features");
   check_positive(out, "Linear", "out_features");
-  Generator& g = gen ? *gen : default_generator();
-  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-  weight = empty({out, in});
-  uniform_(weight, -bound, bound, g);
-  weight = register_parameter("weight", weight);
-  if (with_bias) {
-    bias = empty({out});
-    uniform_(bias, -bound, bound, g);
-    bias = register_parameter("bias", bias);
-  }
+  weight = register_parameter("weight", empty({out, in}));
+  if (with_bias) bias = register_parameter("bias", empty({out}));
+  reset_parameters(gen ? *gen : default_generator());
+}
+
+void Linear::reset_parameters(Generator& gen) {
+  NoGradGuard no_grad;
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+  uniform_(weight, -bound, bound, gen);
+  if (bias.defined()) uniform_(bias, -bound, bound, gen);
 }
 
 Tensor Linear::forward(const Tensor& x) {
@@ -48,9 +48,13 @@ Embedding::Embedding(int64_t num, int64_t dim_, Generator* gen)
     : Module("Embedding"), num_embeddings(num), embedding_dim(dim_) {
   check_positive(num, "Embedding", "num_embeddings");
   check_positive(dim_, "Embedding", "embedding_dim");
-  weight = empty({num, dim_});
-  normal_(weight, 0.0, 1.0, gen ? *gen : default_generator());
-  weight = register_parameter("weight", weight);
+  weight = register_parameter("weight", empty({num, dim_}));
+  reset_parameters(gen ? *gen : default_generator());
+}
+
+void Embedding::reset_parameters(Generator& gen) {
+  NoGradGuard no_grad;
+  normal_(weight, 0.0, 1.0, gen);
 }
 
 Tensor Embedding::forward(const Tensor& ids) { return embedding(weight, ids); }
@@ -61,8 +65,15 @@ std::string Embedding::extra_repr() const {
 
 LayerNorm::LayerNorm(int64_t dim_, double eps_, bool with_bias) : Module("LayerNorm"), dim(dim_), eps(eps_) {
   check_positive(dim_, "LayerNorm", "dim");
-  weight = register_parameter("weight", ones({dim_}));
-  if (with_bias) bias = register_parameter("bias", zeros({dim_}));
+  weight = register_parameter("weight", empty({dim_}));
+  if (with_bias) bias = register_parameter("bias", empty({dim_}));
+  reset_parameters(default_generator());
+}
+
+void LayerNorm::reset_parameters(Generator&) {
+  NoGradGuard no_grad;
+  constant_(weight, 1.0);
+  if (bias.defined()) constant_(bias, 0.0);
 }
 
 Tensor LayerNorm::forward(const Tensor& x) { return layer_norm(x, weight, bias, eps); }

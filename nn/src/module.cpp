@@ -2,6 +2,7 @@
 #include <minitrain/nn/module.h>
 
 #include <minitrain/core/ops.h>
+#include <minitrain/nn/init.h>
 
 #include <map>
 #include <sstream>
@@ -70,6 +71,17 @@ std::vector<std::shared_ptr<Module>> Module::children() const {
   for (const auto& [name, child] : children_) out.push_back(child);
   return out;
 }
+
+void Module::apply(const std::function<void(Module&)>& fn) {
+  fn(*this);
+  for (auto& [name, child] : children_) child->apply(fn);
+}
+
+void Module::reset_parameters(Generator& gen) {
+  for (auto& [name, child] : children_) child->reset_parameters(gen);
+}
+
+void Module::reset_parameters() { reset_parameters(default_generator()); }
 
 void Module::train(bool on) {
   training_ = on;

@@ -3,6 +3,7 @@
 #include "test_util.h"
 
 #include <minitrain/nn/gpt.h>
+#include <minitrain/nn/init.h>
 
 #include <gtest/gtest.h>
 
@@ -258,6 +259,52 @@ TEST(GPT, InitialisationStatistics) {
   nn::GPTConfig other = config(32, 50, L, 4, 64);
   other.seed = 7;
   EXPECT_FALSE(bit_identical(nn::GPT(other).wte->weight, model.wte->weight));
+}
+
+// GPT-2's scheme goes by module type and role, not by name: a LayerNorm called `norm` keeps unit gain, a
+// Linear called `xc_proj` (which ends in "c_proj.weight" as a string) is an ordinary layer, and the layer
+// a ResidualBlock names is scaled down whatever it is called.
+namespace {
+struct CustomBlock : nn::Module, nn::ResidualBlock {
+  std::shared_ptr<nn::LayerNorm> norm;
+  std::shared_ptr<nn::Linear> xc_proj, out;
+  CustomBlock() : Module("CustomBlock") {
+    norm = register_module("norm", std::make_shared<nn::LayerNorm>(256));
+    xc_proj = register_module("xc_proj", std::make_shared<nn::Linear>(256, 256));
+    out = register_module("out", std::make_shared<nn::Linear>(256, 256));
+  }
+  std::vector<std::shared_ptr<nn::Linear>> residual_projections() const override { return {out}; }
+};
+}  // namespace
+
+TEST(GPTInit, GoesByModuleTypeAndRoleNotByName) {
+  CustomBlock block;
+  nn::constant_(block.norm->weight, 0.5);  // away from the values init must restore
+  nn::constant_(block.norm->bias, 0.5);
+  Generator gen(3);
+  const int64_t L = 8;
+  nn::init_gpt2_(block, L, gen);
+  for (double x : block.norm->weight.to_vector<double>()) ASSERT_EQ(x, 1.0);
+  for (double x : block.norm->bias.to_vector<double>()) ASSERT_EQ(x, 0.0);
+  for (double x : block.xc_proj->bias.to_vector<double>()) ASSERT_EQ(x, 0.0);
+  EXPECT_NEAR(std_of(block.xc_proj->weight.to_vector<double>()), 0.02, 0.001);
+  EXPECT_NEAR(std_of(block.out->weight.to_vector<double>()), 0.02 / std::sqrt(2.0 * L), 0.0005);
+}
+
+TEST(GPTInit, ResetParametersRedrawsInPlaceAndKeepsTheHeadTied) {
+  nn::GPT model(config(16, 20, 2, 2, 32));
+  const Tensor wte_before = model.wte->weight.clone();
+  Tensor handle = model.transformer->named_parameters().front().second;  // wte.weight
+  for (auto& [name, p] : model.named_parameters()) nn::constant_(p, 3.0);
+  Generator gen(model.config().seed + 1);
+  model.reset_parameters(gen);
+  EXPECT_EQ(handle.impl(), model.wte->weight.impl());
+  EXPECT_EQ(model.lm_head->weight.impl(), model.wte->weight.impl());
+  auto p = params_by_name(model);
+  for (double x : p.at("transformer.h.1.ln_2.weight").to_vector<double>()) ASSERT_EQ(x, 1.0);
+  for (double x : p.at("transformer.h.1.mlp.c_fc.bias").to_vector<double>()) ASSERT_EQ(x, 0.0);
+  EXPECT_NEAR(std_of(p.at("transformer.wte.weight").to_vector<double>()), 0.02, 0.004);
+  EXPECT_FALSE(bit_identical(wte_before, model.wte->weight));  // a new draw
 }
 
 // ---- fused vs composed --------------------------------------------------------------------------------

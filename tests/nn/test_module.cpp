@@ -336,3 +336,34 @@ TEST(Module, CallingAModuleIsItsForward) {
   EXPECT_EQ((*norm)((*fc)(x)).to_vector<float>(), norm->forward(fc->forward(x)).to_vector<float>());
   EXPECT_EQ(seq(x).to_vector<float>(), seq.forward(x).to_vector<float>());
 }
+
+// reset_parameters: each layer draws its default initialisation again, into the tensors it already holds;
+// a module without its own override resets its children in registration order.
+TEST(Module, ResetParametersRedrawsEachLayerInPlace) {
+  TwoLayer net(5);
+  Tensor w = net.fc1->weight;
+  for (Tensor& p : net.parameters()) nn::constant_(p, 7.0);
+  Generator a(11), b(11);
+  net.reset_parameters(a);
+  EXPECT_EQ(w.impl(), net.fc1->weight.impl());  // the same handle, new values
+  const double bound = 1.0 / std::sqrt(4.0);
+  for (double x : net.fc1->weight.to_vector<double>()) ASSERT_LE(std::fabs(x), bound);
+  for (double x : net.gain.to_vector<double>()) EXPECT_EQ(x, 7.0);  // an own raw parameter: no default
+  // The same draws as the layers' own resets, in order.
+  nn::Linear fc1(4, 8, true, &b), fc2(8, 1, true, &b);
+  EXPECT_TRUE(bit_identical(fc1.weight, net.fc1->weight));
+  EXPECT_TRUE(bit_identical(fc2.bias, net.fc2->bias));
+
+  nn::LayerNorm norm(6);
+  nn::Embedding emb(50, 40);
+  nn::constant_(norm.weight, 0.0);
+  nn::constant_(norm.bias, 2.0);
+  norm.reset_parameters();
+  for (double x : norm.weight.to_vector<double>()) ASSERT_EQ(x, 1.0);
+  for (double x : norm.bias.to_vector<double>()) ASSERT_EQ(x, 0.0);
+  nn::constant_(emb.weight, 0.0);
+  emb.reset_parameters();
+  double sq = 0;
+  for (double x : emb.weight.to_vector<double>()) sq += x * x;
+  EXPECT_NEAR(std::sqrt(sq / 2000.0), 1.0, 0.1);  // N(0, 1)
+}

@@ -44,12 +44,31 @@ struct GPTConfig {
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
 
+// A module that adds the output of some of its Linear layers to the residual stream says which: GPT-2's
+// initialisation scales those layers down with depth (init_gpt2_). The role is declared by the module
+// that builds the residual connection, not guessed from the layer's name.
+class ResidualBlock {
+ public:
+  virtual ~ResidualBlock() = default;
+  virtual std::vector<std::shared_ptr<Linear>> residual_projections() const = 0;
+};
+
+// GPT-2's initialisation (as nanoGPT's _init_weights), applied by module type and role over
+// model.apply(): every Linear and Embedding weight N(0, 0.02); the Linear layers a ResidualBlock names
+// N(0, 0.02 / sqrt(2 n_layer)), so the residual stream's variance does not grow with depth; Linear biases
+// 0; LayerNorms reset to weight 1, bias 0, whatever they are called. A tensor held by two modules (tied
+// weights) is drawn once, by the first. Draws follow named_parameters() order. Other modules' own
+// parameters keep their values.
+void init_gpt2_(Module& model, int64_t n_layer, Generator& gen);
+
 // Pre-LN residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
-class Block : public Module {
+class Block : public Module, public ResidualBlock {
  public:
   Block(const GPTConfig& config, std::shared_ptr<Generator> dropout_gen, Generator* init_gen);
   Tensor forward(const Tensor& x, KVCache* cache = nullptr);  // (B, T, C) -> (B, T, C)
   Tensor operator()(const Tensor& x, KVCache* cache = nullptr) { return forward(x, cache); }
+  // attn.c_proj and mlp.c_proj: the two layers whose outputs forward() adds to x.
+  std::vector<std::shared_ptr<Linear>> residual_projections() const override;
   std::shared_ptr<LayerNorm> ln_1, ln_2;
   std::shared_ptr<MultiHeadAttention> attn;
   std::shared_ptr<MLP> mlp;
@@ -57,7 +76,9 @@ class Block : public Module {
 
 class GPT : public Module {
  public:
-  explicit GPT(const GPTConfig& config);
+  explicit GPT(const GPTConfig& config);  // initialised by init_gpt2_ from config.seed
+  using Module::reset_parameters;
+  void reset_parameters(Generator& gen) override;  // init_gpt2_(*this, n_layer, gen)
 
   // idx: (B, T) token ids, T <= block_size -> logits (B, T, vocab_size).
   Tensor forward(const Tensor& idx);

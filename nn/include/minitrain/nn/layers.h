@@ -16,6 +16,8 @@ class Linear : public Module {
   Tensor operator()(const Tensor& x) { return forward(x); }
   Tensor weight, bias;              // bias undefined when disabled
   int64_t in_features, out_features;
+  using Module::reset_parameters;
+  void reset_parameters(Generator& gen) override;  // weight and bias U(−1/√in, 1/√in)
 
  protected:
   std::string extra_repr() const override;
@@ -29,6 +31,8 @@ class Embedding : public Module {
   Tensor operator()(const Tensor& ids) { return forward(ids); }
   Tensor weight;
   int64_t num_embeddings, embedding_dim;
+  using Module::reset_parameters;
+  void reset_parameters(Generator& gen) override;  // weight N(0, 1)
 
  protected:
   std::string extra_repr() const override;
@@ -43,6 +47,8 @@ class LayerNorm : public Module {
   Tensor weight, bias;
   int64_t dim;
   double eps;
+  using Module::reset_parameters;
+  void reset_parameters(Generator& gen) override;  // weight 1, bias 0 (draws nothing)
 
  protected:
   std::string extra_repr() const override;

@@ -19,8 +19,10 @@
 // parameters() and named_parameters() and counted once, but present under both names in state_dict().
 #pragma once
 
+#include <minitrain/core/random.h>
 #include <minitrain/core/tensor.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -52,6 +54,18 @@ class Module {
   std::vector<std::shared_ptr<Module>> children() const;
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const { return children_; }
   const std::string& type_name() const { return type_name_; }
+
+  // Calls fn on this module, then on every submodule, depth first in registration order (the order of
+  // named_parameters()), as torch::nn::Module::apply.
+  void apply(const std::function<void(Module&)>& fn);
+
+  // Draws the parameters afresh from the module's default initialisation, as PyTorch's
+  // reset_parameters(): a layer (Linear, Embedding, LayerNorm) re-initialises its own tensors in place, so
+  // handles (and tied weights) stay valid; a module without an override resets its children in
+  // registration order. The overload without a generator draws from nn::default_generator(). A layer
+  // overriding it adds `using Module::reset_parameters;` to keep that overload visible.
+  virtual void reset_parameters(Generator& gen);
+  void reset_parameters();
 
   void train(bool on = true);  // recursive
   void eval() { train(false); }
