@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
 
   nn::GPT model(c);
   comm.broadcast(model.parameters());
-  AdamW opt(model.named_parameters(), {1e-3, 0.9, 0.99, 1e-8, 0.1});
+  AdamW opt(model.named_parameters(), AdamWOptions(1e-3).betas({0.9, 0.99}).weight_decay(0.1));
   GradientAverager averager(comm, model.parameters(),
                             {static_cast<std::size_t>(bucket_kib) * 1024, overlap});
   const int64_t B = batch / comm.size(), T = c.block_size;

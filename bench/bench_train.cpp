@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   set_num_threads(threads);
 
   nn::GPT model(c);
-  train::AdamW opt(model.named_parameters(), {1e-3, 0.9, 0.99, 1e-8, 0.1});
+  train::AdamW opt(model.named_parameters(), train::AdamWOptions(1e-3).betas({0.9, 0.99}).weight_decay(0.1));
   Generator gen(0);
   const int64_t T = c.block_size, tokens = batch * T;
   const int64_t n_params = model.num_parameters() - c.block_size * c.n_embd;  // as nanoGPT: without wpe

@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   nn::manual_seed(seed);
   RunningMax model(10, 8, 32);
   std::cout << model.summary();
-  train::AdamW optimizer(model.named_parameters(), {3e-3, 0.9, 0.99, 1e-8, 0.0});
+  train::AdamW optimizer(model.named_parameters(), train::AdamWOptions(3e-3).betas({0.9, 0.99}).weight_decay(0.0));
   Generator gen(1);
   // 3. The loop: forward, loss, backward, clip, step.
   for (int64_t step = 0; step <= steps; ++step) {

@@ -32,7 +32,7 @@ void load_like_the_programs(const uint8_t* data, size_t size) {
   train::check_config_matches_tensors(config, c.model, c.path);
   if (tokenizer.vocab_size() != config.vocab_size) throw std::invalid_argument("tokenizer size");
   nn::GPT model(config);
-  train::AdamW optimizer(model.named_parameters(), {});
+  train::AdamW optimizer(model.named_parameters());
   Generator data_gen(0);
   train::restore_checkpoint(c, model, &optimizer, {{"data", &data_gen}});
 }

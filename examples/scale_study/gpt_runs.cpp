@@ -89,12 +89,8 @@ RunResult train_gpt_run(const data::TextDataset& dataset, const GptStudyOptions&
   r.learning_rate = learning_rate;
   r.seed = o.seed;
   nn::GPT model(config);
-  train::AdamWOptions adam;
-  adam.lr = learning_rate;
-  adam.beta1 = o.beta1;
-  adam.beta2 = o.beta2;
-  adam.weight_decay = o.weight_decay;
-  train::AdamW optimizer(model.named_parameters(), adam);
+  train::AdamW optimizer(model.named_parameters(),
+                         train::AdamWOptions(learning_rate).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
   const std::vector<Tensor> params = model.parameters();
   Generator data_gen(o.seed);
   model.train();

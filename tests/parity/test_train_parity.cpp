@@ -65,7 +65,7 @@ void check_training(const std::string& dtype) {
   o.beta1 = h["beta1"];
   o.beta2 = h["beta2"];
   o.grad_clip = h["grad_clip"];
-  ASSERT_EQ(h["eps"].get<double>(), train::AdamWOptions{}.eps);
+  ASSERT_EQ(h["eps"].get<double>(), train::AdamWOptions().eps());
   train::LossFn loss_fn = [&](const Tensor& x, const Tensor& y) { return model->loss(x, y); };
   train::BatchSource unused = [](bool, Generator&) -> train::TokenBatch { throw std::logic_error("not drawn"); };
   train::Trainer trainer(*model, loss_fn, unused, o);

@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
     nn::GPT model(config);
     // named_parameters lists the tied weight once, as transformer.wte.weight: lm_head.weight reads it.
     for (auto& [name, p] : model.named_parameters()) p.copy_(pattern("model." + name, p.shape()));
-    train::AdamW optimizer(model.named_parameters(), train::AdamWOptions{});
+    train::AdamW optimizer(model.named_parameters(), train::AdamWOptions());
     std::map<std::string, Tensor> moments;
     for (const auto& [name, t] : optimizer.state_dict()) moments[name] = pattern("optim." + name, t.shape());
     optimizer.load_state_dict(moments, 7);

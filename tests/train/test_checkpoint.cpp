@@ -38,7 +38,7 @@ fs::path scratch(const std::string& name) {
 TEST(Checkpoint, RoundTripsModelOptimizerGeneratorsAndMetadata) {
   const fs::path dir = scratch("roundtrip");
   nn::GPT model(tiny_config());
-  AdamW opt(model.named_parameters(), {});
+  AdamW opt(model.named_parameters());
   model.loss(from_vector(std::vector<int64_t>{1, 2, 3, 4}, {1, 4}), from_vector(std::vector<int64_t>{2, 3, 4, 5}, {1, 4})).backward();
   opt.step();
   Generator gen(42);
@@ -53,7 +53,7 @@ TEST(Checkpoint, RoundTripsModelOptimizerGeneratorsAndMetadata) {
   nn::GPTConfig cfg = gpt_config_from_json(c.metadata.at("gpt_config"));
   EXPECT_EQ(cfg.n_embd, 8);
   nn::GPT restored(cfg);
-  AdamW opt2(restored.named_parameters(), {});
+  AdamW opt2(restored.named_parameters());
   Generator gen2(0);
   restore_checkpoint(c, restored, &opt2, {{"data", &gen2}});
   EXPECT_EQ(gen2.next_u64(), gen.next_u64());
@@ -62,6 +62,31 @@ TEST(Checkpoint, RoundTripsModelOptimizerGeneratorsAndMetadata) {
     EXPECT_EQ(restored.state_dict().at(name).to_vector<float>(), t.to_vector<float>()) << name;
   for (auto& [name, t] : opt.state_dict())
     EXPECT_EQ(opt2.state_dict().at(name).to_vector<float>(), t.to_vector<float>()) << name;
+  fs::remove_all(dir);
+}
+
+// An optimizer with parameter groups (nanoGPT's decay / no-decay split, each its own options) saves and
+// restores its per-parameter state the same way: it is keyed by parameter name.
+TEST(Checkpoint, RoundTripsAnOptimizerWithParamGroups) {
+  const fs::path dir = scratch("groups");
+  auto make_optimizer = [](nn::GPT& m) {
+    auto [decay, no_decay] = split_by_decay(m.named_parameters());
+    return AdamW({ParamGroup(decay, AdamWOptions(1e-2).weight_decay(0.1)),
+                  ParamGroup(no_decay, AdamWOptions(2e-2).weight_decay(0.0))});
+  };
+  nn::GPT model(tiny_config());
+  AdamW opt = make_optimizer(model);
+  model.loss(from_vector(std::vector<int64_t>{1, 2, 3, 4}, {1, 4}), from_vector(std::vector<int64_t>{2, 3, 4, 5}, {1, 4})).backward();
+  opt.step();
+  const std::string path = (dir / "ckpt.safetensors").string();
+  save_checkpoint(path, 3, model, &opt, {}, {});
+  nn::GPT restored(tiny_config());
+  AdamW opt2 = make_optimizer(restored);
+  restore_checkpoint(load_checkpoint(path), restored, &opt2, {});
+  EXPECT_EQ(opt2.steps(), 1);
+  const auto saved = opt.state_dict(), loaded = opt2.state_dict();
+  ASSERT_EQ(saved.size(), loaded.size());
+  for (auto& [name, t] : saved) EXPECT_EQ(loaded.at(name).to_vector<float>(), t.to_vector<float>()) << name;
   fs::remove_all(dir);
 }
 

@@ -37,7 +37,7 @@ nn::GPTConfig tiny_config() {
 // The bytes of a valid checkpoint after one AdamW step, as parsed safetensors (to be tampered with).
 SafeTensors valid_checkpoint(const fs::path& dir) {
   nn::GPT model(tiny_config());
-  AdamW opt(model.named_parameters(), {});
+  AdamW opt(model.named_parameters());
   model.loss(from_vector(std::vector<int64_t>{1, 2, 3, 4}, {1, 4}), from_vector(std::vector<int64_t>{2, 3, 4, 0}, {1, 4})).backward();
   opt.step();
   Generator gen(42);
@@ -55,7 +55,7 @@ void load_like_the_programs(const std::string& path) {
   c.metadata_value("tokenizer");
   check_config_matches_tensors(config, c.model, c.path);
   nn::GPT model(config);
-  AdamW opt(model.named_parameters(), {});
+  AdamW opt(model.named_parameters());
   Generator data(0);
   restore_checkpoint(c, model, &opt, {{"data", &data}});
 }

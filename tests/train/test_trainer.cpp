@@ -35,7 +35,7 @@ TEST(Training, OverfitsOneBatchToNearZeroLoss) {
   nn::GPT model(small_config(corpus().vocab_size()));
   Generator gen(0);
   data::Batch b = corpus().get_batch(data::Split::Train, 4, 32, gen);
-  AdamW opt(model.named_parameters(), {3e-3, 0.9, 0.99, 1e-8, 0.0});
+  AdamW opt(model.named_parameters(), AdamWOptions(3e-3).betas({0.9, 0.99}).weight_decay(0.0));
   double first = 0, last = 0;
   for (int step = 0; step < 300; ++step) {
     Tensor loss = model.loss(b.x, b.y);

@@ -29,21 +29,106 @@ void dispatch_buffer(Tensor& t, F f) {
 }
 }  // namespace
 
-Optimizer::Optimizer(NamedParameters params) : params_(std::move(params)) {
-  for (auto& [name, p] : params_)
-    if (!p.defined() || !p.is_leaf() || !p.is_contiguous())
-      throw std::invalid_argument("Optimizer: parameter '" + name + "' must be a defined contiguous leaf");
+bool default_decay_rule(const std::string&, const Tensor& param) { return param.dim() >= 2; }
+bool decay_all(const std::string&, const Tensor&) { return true; }
+
+std::pair<NamedParameters, NamedParameters> split_by_decay(const NamedParameters& params, const DecayRule& rule) {
+  std::pair<NamedParameters, NamedParameters> out;
+  for (const auto& entry : params) (rule(entry.first, entry.second) ? out.first : out.second).push_back(entry);
+  return out;
+}
+
+ParamGroup::ParamGroup(const ParamGroup& other)
+    : params_(other.params_), options_(other.options_ ? other.options_->clone() : nullptr) {}
+
+ParamGroup& ParamGroup::operator=(const ParamGroup& other) {
+  if (this != &other) {
+    params_ = other.params_;
+    options_ = other.options_ ? other.options_->clone() : nullptr;
+  }
+  return *this;
+}
+
+OptimizerOptions& ParamGroup::options() {
+  if (!options_) throw std::logic_error("ParamGroup: this group has no options (an optimizer gives it its defaults)");
+  return *options_;
+}
+
+const OptimizerOptions& ParamGroup::options() const { return const_cast<ParamGroup*>(this)->options(); }
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups, const OptimizerOptions& defaults) : groups_(std::move(groups)) {
+  std::map<std::string, std::size_t> name_group;
+  std::map<const void*, std::string> tensor_name;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    if (!groups_[g].has_options()) groups_[g].set_options(defaults.clone());
+    for (const auto& [name, p] : groups_[g].params()) {
+      if (!p.defined() || !p.is_leaf() || !p.is_contiguous())
+        throw std::invalid_argument("Optimizer: parameter '" + name + "' must be a defined contiguous leaf");
+      if (!name_group.emplace(name, g).second)
+        throw std::invalid_argument("Optimizer: the name '" + name + "' is given twice (groups " +
+                                    std::to_string(name_group[name]) + " and " + std::to_string(g) +
+                                    "); names key the optimizer's state");
+      if (!tensor_name.emplace(p.impl(), name).second)
+        throw std::invalid_argument("Optimizer: parameter '" + name + "' is the same tensor as '" +
+                                    tensor_name[p.impl()] + "'; a parameter may be in one group only, once");
+    }
+  }
 }
 
 void Optimizer::zero_grad() {
-  for (auto& [name, p] : params_) p.zero_grad();
+  for (auto& group : groups_)
+    for (const auto& [name, p] : group.params()) Tensor(p).zero_grad();
 }
 
-AdamW::AdamW(NamedParameters params, const AdamWOptions& options) : Optimizer(std::move(params)), options_(options) {
-  lr_ = options.lr;
-  for (auto& [name, p] : params_) {
-    exp_avg_.push_back(zeros(p.shape(), p.dtype()));
-    exp_avg_sq_.push_back(zeros(p.shape(), p.dtype()));
+void Optimizer::set_lr(double lr) {
+  for (auto& group : groups_) group.options().set_lr(lr);
+}
+
+NamedParameters Optimizer::parameters() const {
+  NamedParameters all;
+  for (const auto& group : groups_) all.insert(all.end(), group.params().begin(), group.params().end());
+  return all;
+}
+
+template <class Options>
+const Options& Optimizer::group_options(std::size_t group, const char* optimizer) const {
+  const auto* options = dynamic_cast<const Options*>(&groups_[group].options());
+  if (!options)
+    throw std::invalid_argument(std::string(optimizer) + ": parameter group " + std::to_string(group) +
+                                " was given another optimizer's options");
+  return *options;
+}
+
+namespace {
+void check_option(bool ok, const char* optimizer, std::size_t group, const char* what, double value) {
+  if (!ok)
+    throw std::invalid_argument(std::string(optimizer) + ": parameter group " + std::to_string(group) + ": " + what +
+                                ", got " + std::to_string(value));
+}
+
+std::vector<ParamGroup> one_group(NamedParameters params) {
+  std::vector<ParamGroup> groups;
+  groups.emplace_back(std::move(params));
+  return groups;
+}
+}  // namespace
+
+AdamW::AdamW(NamedParameters params, const AdamWOptions& options) : AdamW(one_group(std::move(params)), options) {}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& defaults) : Optimizer(std::move(groups), defaults) {
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const AdamWOptions& o = group_options<AdamWOptions>(g, "AdamW");
+    check_option(o.lr() >= 0, "AdamW", g, "lr must be >= 0", o.lr());
+    check_option(o.betas().first >= 0 && o.betas().first < 1, "AdamW", g, "betas.first must be in [0, 1)", o.betas().first);
+    check_option(o.betas().second >= 0 && o.betas().second < 1, "AdamW", g, "betas.second must be in [0, 1)",
+                 o.betas().second);
+    check_option(o.eps() >= 0, "AdamW", g, "eps must be >= 0", o.eps());
+    check_option(o.weight_decay() >= 0, "AdamW", g, "weight_decay must be >= 0", o.weight_decay());
+    if (!o.decay_rule()) throw std::invalid_argument("AdamW: parameter group " + std::to_string(g) + ": decay_rule is empty");
+    for (const auto& [name, p] : groups_[g].params()) {
+      exp_avg_.push_back(zeros(p.shape(), p.dtype()));
+      exp_avg_sq_.push_back(zeros(p.shape(), p.dtype()));
+    }
   }
 }
 
@@ -67,23 +152,23 @@ void adamw_update(T* w, const T* g, T* m, T* v, int64_t n, const AdamWScalars<T>
   }
 }
 
-// A contiguous range of one parameter: the unit the update is split into over threads. The buffers are
-// looked up (and their dtypes checked) before the parallel loop, where nothing may throw.
+// A contiguous range of one parameter: the unit the update is split into over threads, with its group's
+// scalars. The buffers are looked up (and their dtypes checked) before the parallel loop, where nothing
+// may throw.
 struct UpdateChunk {
   DType dtype;
   void* w;
   const void* g;
   void* m;
   void* v;
-  double decay;
+  double beta1, beta2, eps, decay, step_size, inv_sqrt_bc2;
   int64_t begin, end;
 };
 
 template <class T>
-void adamw_update_chunk(const UpdateChunk& c, double beta1, double beta2, double eps, double step_size,
-                        double inv_sqrt_bc2) {
-  const AdamWScalars<T> s{static_cast<T>(beta1), static_cast<T>(beta2),     static_cast<T>(eps),
-                          static_cast<T>(c.decay), static_cast<T>(step_size), static_cast<T>(inv_sqrt_bc2)};
+void adamw_update_chunk(const UpdateChunk& c) {
+  const AdamWScalars<T> s{static_cast<T>(c.beta1), static_cast<T>(c.beta2),     static_cast<T>(c.eps),
+                          static_cast<T>(c.decay), static_cast<T>(c.step_size), static_cast<T>(c.inv_sqrt_bc2)};
   adamw_update(static_cast<T*>(c.w) + c.begin, static_cast<const T*>(c.g) + c.begin, static_cast<T*>(c.m) + c.begin,
                static_cast<T*>(c.v) + c.begin, c.end - c.begin, s);
 }
@@ -91,9 +176,6 @@ void adamw_update_chunk(const UpdateChunk& c, double beta1, double beta2, double
 
 void AdamW::step() {
   ++steps_;
-  const double bc1 = 1 - std::pow(options_.beta1, static_cast<double>(steps_));
-  const double bc2 = 1 - std::pow(options_.beta2, static_cast<double>(steps_));
-  const double step_size = lr_ / bc1, inv_sqrt_bc2 = 1 / std::sqrt(bc2);
   // Every parameter's update is cut into chunks and all chunks share one parallel loop: most of a small
   // model's tensors are too small to split on their own (nano: 35% of the elements in tensors < 64K), and
   // one fork for the whole step instead of one per large tensor. Elementwise, so any split gives the
@@ -102,53 +184,61 @@ void AdamW::step() {
   std::vector<Tensor> grads;  // keeps contiguous copies alive
   std::vector<UpdateChunk> chunks;
   int64_t total = 0;
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    Tensor& p = params_[i].second;
-    if (!p.grad().defined()) continue;
-    p.bump_version();  // updated in place below: a graph still holding p must not backward through it
-    // The model was converted (Module::to) after this optimizer was made: its moments follow, as values.
-    if (exp_avg_[i].dtype() != p.dtype()) {
-      exp_avg_[i] = exp_avg_[i].to(p.dtype());
-      exp_avg_sq_[i] = exp_avg_sq_[i].to(p.dtype());
+  std::size_t i = 0;  // the parameter's index over all groups
+  for (std::size_t group = 0; group < groups_.size(); ++group) {
+    const AdamWOptions& o = group_options<AdamWOptions>(group, "AdamW");
+    const double bc1 = 1 - std::pow(o.betas().first, static_cast<double>(steps_));
+    const double bc2 = 1 - std::pow(o.betas().second, static_cast<double>(steps_));
+    for (const auto& [name, param] : groups_[group].params()) {
+      Tensor p = param;
+      const std::size_t k = i++;
+      if (!p.grad().defined()) continue;
+      p.bump_version();  // updated in place below: a graph still holding p must not backward through it
+      // The model was converted (Module::to) after this optimizer was made: its moments follow, as values.
+      if (exp_avg_[k].dtype() != p.dtype()) {
+        exp_avg_[k] = exp_avg_[k].to(p.dtype());
+        exp_avg_sq_[k] = exp_avg_sq_[k].to(p.dtype());
+      }
+      grads.push_back(p.grad().contiguous());
+      const Tensor& g = grads.back();
+      const double decay = o.decay_rule()(name, p) ? 1 - o.lr() * o.weight_decay() : 1.0;
+      UpdateChunk c{p.dtype(),         nullptr, nullptr,          nullptr, nullptr, o.betas().first, o.betas().second,
+                    o.eps(),           decay,   o.lr() / bc1,     1 / std::sqrt(bc2), 0, 0};
+      auto bind = [&](auto tag) {  // data<T>() checks each buffer's dtype
+        using T = decltype(tag);
+        c.w = p.data<T>();
+        c.g = g.data<T>();
+        c.m = exp_avg_[k].data<T>();
+        c.v = exp_avg_sq_[k].data<T>();
+      };
+      if (p.dtype() == DType::Float32)
+        bind(float{});
+      else
+        bind(double{});
+      for (c.begin = 0; c.begin < p.numel(); c.begin += kChunk) {
+        c.end = std::min(p.numel(), c.begin + kChunk);
+        chunks.push_back(c);
+      }
+      total += p.numel();
     }
-    grads.push_back(p.grad().contiguous());
-    const Tensor& g = grads.back();
-    const double decay = decays(p) ? 1 - lr_ * options_.weight_decay : 1.0;
-    UpdateChunk c{p.dtype(), nullptr, nullptr, nullptr, nullptr, decay, 0, 0};
-    auto bind = [&](auto tag) {  // data<T>() checks each buffer's dtype
-      using T = decltype(tag);
-      c.w = p.data<T>();
-      c.g = g.data<T>();
-      c.m = exp_avg_[i].data<T>();
-      c.v = exp_avg_sq_[i].data<T>();
-    };
-    if (p.dtype() == DType::Float32)
-      bind(float{});
-    else
-      bind(double{});
-    for (c.begin = 0; c.begin < p.numel(); c.begin += kChunk) {
-      c.end = std::min(p.numel(), c.begin + kChunk);
-      chunks.push_back(c);
-    }
-    total += p.numel();
   }
   const auto count = static_cast<int64_t>(chunks.size());
-  const double beta1 = options_.beta1, beta2 = options_.beta2, eps = options_.eps;
 #pragma omp parallel for schedule(static) if (total >= 64 * 1024)
   for (int64_t k = 0; k < count; ++k) {
     const UpdateChunk& c = chunks[static_cast<std::size_t>(k)];
     if (c.dtype == DType::Float32)
-      adamw_update_chunk<float>(c, beta1, beta2, eps, step_size, inv_sqrt_bc2);
+      adamw_update_chunk<float>(c);
     else
-      adamw_update_chunk<double>(c, beta1, beta2, eps, step_size, inv_sqrt_bc2);
+      adamw_update_chunk<double>(c);
   }
 }
 
 std::map<std::string, Tensor> AdamW::state_dict() const {
   std::map<std::string, Tensor> s;
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    s[params_[i].first + ".exp_avg"] = exp_avg_[i];
-    s[params_[i].first + ".exp_avg_sq"] = exp_avg_sq_[i];
+  const NamedParameters params = parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    s[params[i].first + ".exp_avg"] = exp_avg_[i];
+    s[params[i].first + ".exp_avg_sq"] = exp_avg_sq_[i];
   }
   return s;
 }
@@ -165,56 +255,73 @@ void load_slot(const std::map<std::string, Tensor>& state, const std::string& ke
 }  // namespace
 
 void AdamW::load_state_dict(const std::map<std::string, Tensor>& state, int64_t steps) {
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    load_slot(state, params_[i].first + ".exp_avg", exp_avg_[i]);
-    load_slot(state, params_[i].first + ".exp_avg_sq", exp_avg_sq_[i]);
+  const NamedParameters params = parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    load_slot(state, params[i].first + ".exp_avg", exp_avg_[i]);
+    load_slot(state, params[i].first + ".exp_avg_sq", exp_avg_sq_[i]);
   }
   steps_ = steps;
 }
 
-SGD::SGD(NamedParameters params, const SGDOptions& options) : Optimizer(std::move(params)), options_(options) {
-  lr_ = options.lr;
-  momentum_.resize(params_.size());
+SGD::SGD(NamedParameters params, const SGDOptions& options) : SGD(one_group(std::move(params)), options) {}
+
+SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& defaults) : Optimizer(std::move(groups), defaults) {
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const SGDOptions& o = group_options<SGDOptions>(g, "SGD");
+    check_option(o.lr() >= 0, "SGD", g, "lr must be >= 0", o.lr());
+    check_option(o.momentum() >= 0, "SGD", g, "momentum must be >= 0", o.momentum());
+    check_option(o.weight_decay() >= 0, "SGD", g, "weight_decay must be >= 0", o.weight_decay());
+    if (!o.decay_rule()) throw std::invalid_argument("SGD: parameter group " + std::to_string(g) + ": decay_rule is empty");
+  }
+  momentum_.resize(parameters().size());
 }
 
 void SGD::step() {
   ++steps_;
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    Tensor& p = params_[i].second;
-    if (!p.grad().defined()) continue;
-    p.bump_version();  // updated in place below: a graph still holding p must not backward through it
-    const bool first = !momentum_[i].defined();
-    if (!first && momentum_[i].dtype() != p.dtype()) momentum_[i] = momentum_[i].to(p.dtype());  // after Module::to
-    if (options_.momentum != 0 && first) momentum_[i] = zeros(p.shape(), p.dtype());
-    for_param(p, [&](auto* w, const auto* g, int64_t n) {
-      using T = std::remove_pointer_t<decltype(w)>;
-      T* buf = options_.momentum != 0 ? momentum_[i].data<T>() : nullptr;
-      const T mu = static_cast<T>(options_.momentum), wd = static_cast<T>(options_.weight_decay);
-      const T lr = static_cast<T>(lr_);
-      for (int64_t j = 0; j < n; ++j) {
-        T d = g[j] + wd * w[j];
-        if (buf) {  // PyTorch's form: the first step's buffer is the gradient itself
-          buf[j] = first ? d : mu * buf[j] + d;
-          d = buf[j];
+  std::size_t i = 0;  // the parameter's index over all groups
+  for (std::size_t group = 0; group < groups_.size(); ++group) {
+    const SGDOptions& o = group_options<SGDOptions>(group, "SGD");
+    for (const auto& [name, param] : groups_[group].params()) {
+      Tensor p = param;
+      const std::size_t k = i++;
+      if (!p.grad().defined()) continue;
+      p.bump_version();  // updated in place below: a graph still holding p must not backward through it
+      const bool first = !momentum_[k].defined();
+      if (!first && momentum_[k].dtype() != p.dtype()) momentum_[k] = momentum_[k].to(p.dtype());  // after Module::to
+      if (o.momentum() != 0 && first) momentum_[k] = zeros(p.shape(), p.dtype());
+      const double weight_decay = o.decay_rule()(name, p) ? o.weight_decay() : 0.0;
+      for_param(p, [&](auto* w, const auto* g, int64_t n) {
+        using T = std::remove_pointer_t<decltype(w)>;
+        T* buf = o.momentum() != 0 ? momentum_[k].data<T>() : nullptr;
+        const T mu = static_cast<T>(o.momentum()), wd = static_cast<T>(weight_decay);
+        const T lr = static_cast<T>(o.lr());
+        for (int64_t j = 0; j < n; ++j) {
+          T d = g[j] + wd * w[j];
+          if (buf) {  // PyTorch's form: the first step's buffer is the gradient itself
+            buf[j] = first ? d : mu * buf[j] + d;
+            d = buf[j];
+          }
+          w[j] -= lr * d;
         }
-        w[j] -= lr * d;
-      }
-    });
+      });
+    }
   }
 }
 
 std::map<std::string, Tensor> SGD::state_dict() const {
   std::map<std::string, Tensor> s;
-  for (std::size_t i = 0; i < params_.size(); ++i)
-    if (momentum_[i].defined()) s[params_[i].first + ".momentum"] = momentum_[i];
+  const NamedParameters params = parameters();
+  for (std::size_t i = 0; i < params.size(); ++i)
+    if (momentum_[i].defined()) s[params[i].first + ".momentum"] = momentum_[i];
   return s;
 }
 
 void SGD::load_state_dict(const std::map<std::string, Tensor>& state, int64_t steps) {
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    auto it = state.find(params_[i].first + ".momentum");
+  const NamedParameters params = parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    auto it = state.find(params[i].first + ".momentum");
     if (it == state.end()) continue;
-    momentum_[i] = zeros(params_[i].second.shape(), params_[i].second.dtype());
+    momentum_[i] = zeros(params[i].second.shape(), params[i].second.dtype());
     load_slot(state, it->first, momentum_[i]);
   }
   steps_ = steps;

@@ -64,12 +64,9 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, BatchSource batches, TrainOp
       metadata_(std::move(metadata)),
       data_gen_(options_.seed) {
   options_.validate();
-  AdamWOptions adam;
-  adam.lr = options_.learning_rate;
-  adam.beta1 = options_.beta1;
-  adam.beta2 = options_.beta2;
-  adam.weight_decay = options_.weight_decay;
-  optimizer_ = std::make_unique<AdamW>(model_.named_parameters(), adam);
+  optimizer_ = std::make_unique<AdamW>(model_.named_parameters(), AdamWOptions(options_.learning_rate)
+                                                                      .betas({options_.beta1, options_.beta2})
+                                                                      .weight_decay(options_.weight_decay));
   generators_["data"] = &data_gen_;
   comm_ = options_.communicator ? options_.communicator : &single_;
   if (comm_->distributed()) averager_ = std::make_unique<GradientAverager>(*comm_, model_.parameters());
