@@ -124,6 +124,8 @@ class Optimizer {
   // are unique over all groups (they key the state for checkpoints).
   Optimizer(std::vector<ParamGroup> groups, const OptimizerOptions& defaults);
   virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;  // a copy would share the state tensors with the original
+  Optimizer& operator=(const Optimizer&) = delete;
   virtual void step() = 0;  // parameters without a gradient are skipped
   void zero_grad();
   // What a schedule does (nanoGPT's loop, torch's schedulers): sets the learning rate of every group. A
