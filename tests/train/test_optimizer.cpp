@@ -82,6 +82,10 @@ TEST(AdamWOptions, ChainedSettersSetAndGettersReadWithTorchDefaults) {
   EXPECT_EQ(s.lr(), 0.5);
   EXPECT_EQ(s.momentum(), 0.9);
   EXPECT_EQ(s.weight_decay(), 1e-4);
+  // A bare learning rate converts, as in torch::optim (SGD(params, 0.01)).
+  Tensor w = param({1, 2}, {2});
+  EXPECT_EQ(dynamic_cast<const SGDOptions&>(SGD({{"w", w}}, {0.01}).param_groups()[0].options()).lr(), 0.01);
+  EXPECT_EQ(AdamW({{"w", w}}, 3e-3).param_groups()[0].options().get_lr(), 3e-3);
 }
 
 // Each group runs with its own options: lr, betas and weight decay; the decay rule still applies within a

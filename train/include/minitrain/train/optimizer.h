@@ -61,7 +61,7 @@ class OptimizerOptions {
 
 class AdamWOptions : public OptimizerOptions {
  public:
-  explicit AdamWOptions(double lr = 1e-3) : lr_(lr) {}
+  AdamWOptions(double lr = 1e-3) : lr_(lr) {}  // implicit, as torch's: AdamW(params, 3e-3) works
   MINITRAIN_OPTION(double, lr, 1e-3);
   using Betas = std::pair<double, double>;
   MINITRAIN_OPTION(Betas, betas, Betas(0.9, 0.999));
@@ -79,7 +79,7 @@ class AdamWOptions : public OptimizerOptions {
 // Plain SGD with optional momentum (PyTorch's form) and L2 weight decay added to the gradient.
 class SGDOptions : public OptimizerOptions {
  public:
-  explicit SGDOptions(double lr = 1e-2) : lr_(lr) {}
+  SGDOptions(double lr = 1e-2) : lr_(lr) {}  // implicit: SGD(params, {0.01}) works
   MINITRAIN_OPTION(double, lr, 1e-2);
   MINITRAIN_OPTION(double, momentum, 0.0);
   MINITRAIN_OPTION(double, weight_decay, 0.0);
