@@ -73,25 +73,6 @@ Tensor div(const Tensor& a, const Tensor& b) {
 
 // ---- unary and scalar forms -----------------------------------------------------------------------
 
-namespace {
-// The backward of y = f(x) where dy/dx is a function of x (and y): grad = g * dfdx(x, y), in one pass.
-template <class Deriv>
-BackwardFn pointwise_backward(Tensor saved_out, Deriv deriv) {
-  return [saved_out, deriv](const Tensor& g, const std::vector<Tensor>& in) {
-    return std::vector<Tensor>{ternary_map(g, in[0], saved_out, [deriv](auto gv, auto x, auto y) {
-      return gv * deriv(x, y);
-    })};
-  };
-}
-
-template <class F, class Deriv>
-Tensor pointwise(const char* name, const Tensor& x, F f, Deriv deriv) {
-  Tensor out = unary_map(name, x, f);
-  const Tensor saved_out = out.detach();
-  return attach(out, name, {x}, pointwise_backward(saved_out, deriv), {x, saved_out});
-}
-}  // namespace
-
 Tensor neg(const Tensor& x) {
   return pointwise("neg", x, [](auto v) { return -v; }, [](auto, auto) { return -1.0; });
 }
@@ -120,6 +101,30 @@ Tensor rdiv(double a, const Tensor& b) {
 Tensor pow(const Tensor& x, double e) {
   return pointwise("pow", x, [e](auto v) { return static_cast<decltype(v)>(std::pow(v, e)); },
                    [e](auto v, auto) { return e * std::pow(v, e - 1); });
+}
+
+// x ** exponent elementwise, broadcasting. The masks are torch's: the base gets no gradient where the
+// exponent is 0 (x^0 = 1 even at x = 0, where e·x^(e-1) would be 0·∞), and the exponent gets none where
+// x = 0 and e >= 0 (x^e·log x is 0·(-∞) there, while x^e is flat in e from the right). A negative base gives
+// the exponent a NaN gradient (log x), as in torch.
+Tensor pow(const Tensor& x, const Tensor& exponent) {
+  Tensor out = binary_map("pow", x, exponent, [](auto b, auto e) { return std::pow(b, e); });
+  return attach(out, "pow", {x, exponent}, [](const Tensor& g, const std::vector<Tensor>& in) {
+    Tensor gx, ge;
+    if (in[0].requires_grad()) {
+      const Tensor d = binary_map("pow", in[0], in[1], [](auto b, auto e) {
+        return e == 0 ? decltype(b)(0) : e * std::pow(b, e - 1);
+      });
+      gx = sum_to_shape(mul(g, d), in[0].shape());
+    }
+    if (in[1].requires_grad()) {
+      const Tensor d = binary_map("pow", in[0], in[1], [](auto b, auto e) {
+        return b == 0 && e >= 0 ? decltype(b)(0) : std::pow(b, e) * std::log(b);
+      });
+      ge = sum_to_shape(mul(g, d), in[1].shape());
+    }
+    return std::vector<Tensor>{gx, ge};
+  }, {x, exponent});
 }
 
 Tensor exp(const Tensor& x) {

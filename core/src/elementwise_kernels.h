@@ -111,4 +111,22 @@ Tensor ternary_map(const Tensor& a, const Tensor& b, const Tensor& c, F f) {
   return out;
 }
 
+// The backward of y = f(x) where dy/dx is a function of x (and y): grad = g * dfdx(x, y), in one pass.
+template <class Deriv>
+BackwardFn pointwise_backward(Tensor saved_out, Deriv deriv) {
+  return [saved_out, deriv](const Tensor& g, const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{ternary_map(g, in[0], saved_out, [deriv](auto gv, auto x, auto y) {
+      return gv * deriv(x, y);
+    })};
+  };
+}
+
+// A differentiable unary op y = f(x) whose derivative deriv(x, y) is computed elementwise.
+template <class F, class Deriv>
+Tensor pointwise(const char* name, const Tensor& x, F f, Deriv deriv) {
+  Tensor out = unary_map(name, x, f);
+  const Tensor saved_out = out.detach();
+  return attach(out, name, {x}, pointwise_backward(saved_out, deriv), {x, saved_out});
+}
+
 }  // namespace minitrain

@@ -7,8 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <iostream>
 #include <limits>
+#include <optional>
 
 using namespace minitrain;
 
@@ -37,6 +39,17 @@ Tensor away_from_zero(const Shape& s, uint64_t seed) {
 Tensor positive(const Shape& s, uint64_t seed) {
   Generator g(seed);
   return add(rand(s, g, DType::Float64), 0.5);
+}
+
+// x with every element closer than `gap` to one of `kinks` pushed out to kink ± gap: finite differences
+// across a kink average the two one-sided slopes, so the check stays on one side (the value at the kink
+// itself is pinned by tests/parity against torch and by tests/core/test_reductions.cpp).
+Tensor steer_clear(const Tensor& x, const std::vector<double>& kinks, double gap = 0.1) {
+  std::vector<double> v = x.to_vector<double>();
+  for (double& e : v)
+    for (double k : kinks)
+      if (std::abs(e - k) < gap) e = e < k ? k - gap : k + gap;
+  return from_vector(v, x.shape());
 }
 
 std::vector<OpCase> all_cases() {
@@ -77,6 +90,54 @@ std::vector<OpCase> all_cases() {
   c.push_back({"var_all_biased", [](auto in) { return var(in[0], {}, false, 0); }, {rnd({3, 5}, 35)}});
   c.push_back({"max_dim", [](auto in) { return max(in[0], 1); }, {rnd({3, 5}, 36)}});
   c.push_back({"max_dim0_keepdim", [](auto in) { return max(in[0], 0, true); }, {rnd({4, 3}, 37)}});
+  // --- piecewise-linear ops, away from their kinks (the rule at each kink is in piecewise.cpp and ops.h)
+  c.push_back({"abs_away_from_kink", [](auto in) { return abs(in[0]); }, {away_from_zero({3, 4}, 210)}});
+  c.push_back({"abs_transposed", [T](auto in) { return abs(T(in[0])); }, {steer_clear(rnd({4, 3}, 211), {0})}});
+  // Entries below, inside and above [-0.5, 0.7], none within 0.1 of a bound.
+  c.push_back({"clamp_both_bounds", [](auto in) { return clamp(in[0], -0.5, 0.7); },
+               {steer_clear(rnd({4, 5}, 212), {-0.5, 0.7})}});
+  c.push_back({"clamp_min_only", [](auto in) { return clamp_min(in[0], 0.2); }, {steer_clear(rnd({3, 4}, 213), {0.2})}});
+  c.push_back({"clamp_max_only_transposed", [T](auto in) { return clamp(T(in[0]), std::nullopt, -0.1); },
+               {steer_clear(rnd({4, 3}, 214), {-0.1})}});
+  // Random operands are never within the finite-difference step of a tie.
+  c.push_back({"maximum_broadcast", [](auto in) { return maximum(in[0], in[1]); }, {rnd({2, 3}, 215), rnd({3}, 216)}});
+  c.push_back({"minimum_transposed_size1", [T](auto in) { return minimum(T(in[0]), in[1]); },
+               {rnd({3, 2}, 217), rnd({2, 1}, 218)}});
+  // --- pow with a tensor exponent: gradients to base and exponent, broadcasting both ways
+  c.push_back({"pow_tensor_exponent_broadcast", [](auto in) { return pow(in[0], in[1]); },
+               {positive({2, 3}, 219), rnd({3}, 220)}});
+  c.push_back({"pow_tensor_base_broadcast", [](auto in) { return pow(in[0], in[1]); }, {positive({3, 1}, 221), rnd({3, 4}, 222)}});
+  // A negative base with integer exponents: the exponent's gradient (x^e·log x) is NaN there, so the
+  // exponent is a constant and only the base is checked.
+  c.push_back({"pow_tensor_negative_base", [](auto in) {
+                 return pow(in[0], from_vector(std::vector<double>{2, 3, 0, -1}, {4}));
+               }, {away_from_zero({3, 4}, 223)}});
+  // --- cumsum along each dim, of a transposed view
+  c.push_back({"cumsum_last", [](auto in) { return cumsum(in[0], -1); }, {rnd({2, 3, 4}, 224)}});
+  c.push_back({"cumsum_dim0_transposed", [T](auto in) { return cumsum(T(in[0]), 0); }, {rnd({3, 5}, 225)}});
+  c.push_back({"cumsum_middle", [](auto in) { return cumsum(in[0], 1); }, {rnd({2, 4, 3}, 226)}});
+  // --- reductions over several dims
+  c.push_back({"mean_two_dims_keepdim", [](auto in) { return mean(in[0], {0, 2}, true); }, {rnd({2, 3, 4}, 227)}});
+  c.push_back({"var_two_dims", [](auto in) { return var(in[0], {0, -1}); }, {rnd({3, 2, 4}, 228)}});
+  c.push_back({"std_dim_keepdim", [](auto in) { return minitrain::std(in[0], {1}, true); }, {rnd({3, 5}, 229)}});
+  c.push_back({"std_two_dims_biased_transposed", [T](auto in) { return minitrain::std(T(in[0]), {1, 2}, false, 0); },
+               {rnd({3, 2, 4}, 230)}});
+  c.push_back({"std_all", [](auto in) { return minitrain::std(in[0]); }, {rnd({4, 3}, 231)}});
+  c.push_back({"min_dim", [](auto in) { return min(in[0], 1); }, {rnd({3, 5}, 232)}});
+  c.push_back({"min_dim0_keepdim", [](auto in) { return min(in[0], 0, true); }, {rnd({4, 3}, 233)}});
+  // Random entries never tie, so one element per reduction gets the gradient (ties are pinned in
+  // test_reductions.cpp and by the parity fixtures).
+  c.push_back({"amax_two_dims", [](auto in) { return amax(in[0], {0, 2}); }, {rnd({2, 3, 4}, 234)}});
+  c.push_back({"amax_all", [](auto in) { return amax(in[0]); }, {rnd({3, 4}, 235)}});
+  c.push_back({"amin_keepdim_transposed", [T](auto in) { return amin(T(in[0]), {1}, true); }, {rnd({4, 3}, 236)}});
+  // --- norms: p = 2, 1 (away from abs's kink at 0), infinity, and p = 3, 1.5 (the general formula)
+  c.push_back({"norm2_dim", [](auto in) { return norm(in[0], 2, {1}); }, {rnd({3, 4}, 237)}});
+  c.push_back({"norm2_all_transposed", [T](auto in) { return norm(T(in[0])); }, {rnd({3, 4}, 238)}});
+  c.push_back({"norm1_two_dims_keepdim", [](auto in) { return norm(in[0], 1, {0, 2}, true); }, {away_from_zero({2, 3, 4}, 239)}});
+  c.push_back({"norm_inf_dim", [](auto in) { return norm(in[0], std::numeric_limits<double>::infinity(), {-1}); },
+               {rnd({3, 5}, 240)}});
+  c.push_back({"norm3_dim0", [](auto in) { return norm(in[0], 3, {0}); }, {rnd({4, 3}, 241)}});
+  c.push_back({"norm1_5_dim", [](auto in) { return norm(in[0], 1.5, {1}); }, {away_from_zero({3, 4}, 242)}});
   // --- matmul: 2-D, transposed operands (gemm flags), batched with broadcast batch dims
   c.push_back({"matmul_2d", [](auto in) { return matmul(in[0], in[1]); }, {rnd({3, 4}, 38), rnd({4, 5}, 39)}});
   c.push_back({"matmul_transposed", [T](auto in) { return matmul(T(in[0]), T(in[1])); }, {rnd({4, 3}, 40), rnd({5, 4}, 41)}});

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <optional>
 
 using namespace minitrain;
 
@@ -65,6 +66,33 @@ TEST(OpErrors, ReductionsAndDims) {
   expect_error([] { max(zeros({2, 3}), 5); }, {"max", "dim 5"});
   expect_error([] { softmax(zeros({2, 3}), 2); }, {"softmax", "dim 2"});
   expect_error([] { log_softmax(scalar_tensor(1.0), 0); }, {"log_softmax", "scalar"});
+}
+
+// abs, clamp, minimum/maximum, pow, cumsum, std, min, amax/amin, norm: each names itself.
+TEST(OpErrors, FloatOpsNameThemselves) {
+  const Tensor ids = from_vector(std::vector<int64_t>{1, 2}, {2});
+  expect_error([] { maximum(zeros({2, 3}), zeros({4})); }, {"maximum", "[2,3]", "[4]", "broadcast"});
+  expect_error([] { minimum(zeros({2}), zeros({2}, DType::Float64)); }, {"minimum", "dtypes"});
+  expect_error([] { pow(zeros({2, 3}), zeros({2})); }, {"pow", "[2,3]", "[2]"});
+  expect_error([&] { pow(ids, ids); }, {"pow", "floating-point", "int64"});
+  expect_error([&] { abs(ids); }, {"abs", "floating-point", "int64"});
+  expect_error([] { clamp(zeros({2}), std::nullopt, std::nullopt); }, {"clamp", "at least one of min and max"});
+  expect_error([] { clamp(zeros({2}), std::nan(""), 1.0); }, {"clamp", "NaN"});
+  expect_error([&] { clamp_min(ids, 0.0); }, {"clamp", "int64"});
+  expect_error([] { cumsum(zeros({2, 3}), 2); }, {"cumsum", "dim 2", "out of range"});
+  expect_error([] { cumsum(scalar_tensor(1.0), 1); }, {"cumsum", "dim 1"});
+  expect_error([&] { cumsum(ids, 0); }, {"cumsum", "int64"});
+  expect_error([] { minitrain::std(zeros({1, 3}), {0}); }, {"std", "more than 1"});
+  expect_error([] { minitrain::std(zeros({2, 3}), {0, 0}); }, {"std", "twice"});
+  expect_error([] { min(zeros({2, 0}), 1); }, {"min", "empty"});
+  expect_error([] { amax(zeros({2, 3}), {3}); }, {"amax", "dim 3"});
+  expect_error([] { amin(zeros({2, 0}), {1}); }, {"amin", "zero elements", "[2,0]"});
+  expect_error([&] { amax(ids); }, {"amax", "int64"});
+  expect_error([] { norm(zeros({2}), 0.5); }, {"norm", "p must be >= 1", "0.5"});
+  expect_error([] { norm(zeros({2}), -std::numeric_limits<double>::infinity()); }, {"norm", "p must be"});
+  expect_error([] { norm(zeros({2, 3}), 2, {-3}); }, {"norm", "dim -3"});
+  expect_error([] { norm(zeros({0}), std::numeric_limits<double>::infinity()); }, {"norm", "infinity norm", "[0]"});
+  expect_error([&] { norm(ids); }, {"norm", "int64"});
 }
 
 TEST(OpErrors, ShapeOps) {

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 using namespace minitrain;
@@ -149,4 +150,72 @@ TEST(Reductions, MaxSendsTheGradientToTheFirstOfEqualMaxima) {
   Tensor y = from_vector(std::vector<double>{4, 1, 4, 2}, {2, 2}).set_requires_grad(true);
   sum(max(y, 0)).backward();
   EXPECT_EQ(y.grad().to_vector<double>(), (std::vector<double>{1, 0, 0, 1}));
+}
+
+// Mutations killed: amax sending the whole gradient to the first of equal maxima (max's rule), or to each
+// of them (so a tie of two doubles it). Random inputs never tie, so neither the gradient check sees it.
+TEST(Reductions, AmaxAndAminShareTheGradientAmongTies) {
+  Tensor x = from_vector(std::vector<double>{1, 3, 3,  // a tie of two
+                                             2, 2, 2,  // all equal
+                                             0, 5, -1},
+                         {3, 3}).set_requires_grad(true);
+  Tensor m = amax(x, {1});
+  EXPECT_EQ(m.to_vector<double>(), (std::vector<double>{3, 2, 5}));
+  sum(m).backward();
+  const std::vector<double> g = x.grad().to_vector<double>();
+  const std::vector<double> expected{0, 0.5, 0.5, 1.0 / 3, 1.0 / 3, 1.0 / 3, 0, 1, 0};
+  for (std::size_t i = 0; i < g.size(); ++i) EXPECT_DOUBLE_EQ(g[i], expected[i]) << i;
+  // amin over all dims of the same tensor: one minimum (-1), whatever the ties elsewhere.
+  Tensor y = x.detach().clone().set_requires_grad(true);
+  amin(y).backward();
+  EXPECT_EQ(y.grad().to_vector<double>(), (std::vector<double>{0, 0, 0, 0, 0, 0, 0, 0, 1}));
+}
+
+// min mirrors max: the gradient goes to the first of equal minima.
+TEST(Reductions, MinSendsTheGradientToTheFirstOfEqualMinima) {
+  Tensor x = from_vector(std::vector<double>{3, 1, 1, 2, 2, 2}, {2, 3}).set_requires_grad(true);
+  Tensor m = min(x, 1);
+  EXPECT_EQ(m.to_vector<double>(), (std::vector<double>{1, 2}));
+  sum(m).backward();
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{0, 1, 0, 1, 0, 0}));
+}
+
+// Mutation killed: std's backward without the zero mask (0 · ∞ = NaN where a row is constant).
+TEST(Reductions, StdOfAConstantRowIsZeroWithZeroGradient) {
+  Tensor x = from_vector(std::vector<double>{1.5, 1.5, 1.5, 1, 2, 3}, {2, 3}).set_requires_grad(true);
+  Tensor s = minitrain::std(x, {1});
+  EXPECT_EQ(s.at({0}), 0.0);
+  EXPECT_DOUBLE_EQ(s.at({1}), 1.0);  // deviations -1, 0, 1 over n - 1 = 2
+  sum(s).backward();
+  const std::vector<double> g = x.grad().to_vector<double>();
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(g[k], 0.0) << k;
+  EXPECT_DOUBLE_EQ(g[3], -0.5);
+  EXPECT_DOUBLE_EQ(g[5], 0.5);
+}
+
+// cumsum against running sums written out, along the first and the last dim.
+TEST(Reductions, CumsumIsTheRunningSum) {
+  const std::vector<double> v{1, 2, 3, 4, 5, 6};
+  const Tensor x = from_vector(v, {2, 3});
+  EXPECT_EQ(cumsum(x, 1).to_vector<double>(), (std::vector<double>{1, 3, 6, 4, 9, 15}));
+  EXPECT_EQ(cumsum(x, 0).to_vector<double>(), (std::vector<double>{1, 2, 3, 5, 7, 9}));
+  // x[j] feeds out[j..n-1]: with upstream weights w, its gradient is w[j] + ... + w[n-1].
+  Tensor leaf = x.clone().set_requires_grad(true);
+  cumsum(leaf, 1).backward(from_vector(std::vector<double>{1, 10, 100, 0, 0, 1}, {2, 3}));
+  EXPECT_EQ(leaf.grad().to_vector<double>(), (std::vector<double>{111, 110, 100, 1, 1, 1}));
+}
+
+// norm against the formula written out, and its rule at 0: no NaN for a zero row, for any p.
+TEST(Reductions, NormOfRowsAndOfAZeroRow) {
+  Tensor x = from_vector(std::vector<double>{3, -4, 0, 0, 0, 0}, {2, 3}).set_requires_grad(true);
+  EXPECT_EQ(norm(x, 2, {1}).to_vector<double>(), (std::vector<double>{5, 0}));
+  EXPECT_EQ(norm(x, 1, {1}).to_vector<double>(), (std::vector<double>{7, 0}));
+  EXPECT_EQ(norm(x, std::numeric_limits<double>::infinity(), {1}).to_vector<double>(), (std::vector<double>{4, 0}));
+  EXPECT_NEAR(norm(x, 3, {1}).at({0}), std::cbrt(27.0 + 64.0), 1e-14);
+  for (double p : {1.0, 1.5, 2.0, 3.0, std::numeric_limits<double>::infinity()}) {
+    x.zero_grad();
+    sum(norm(x, p, {1})).backward();
+    const std::vector<double> g = x.grad().to_vector<double>();
+    for (std::size_t k = 2; k < 6; ++k) EXPECT_EQ(g[k], 0.0) << "p " << p << " entry " << k;
+  }
 }

@@ -9,6 +9,7 @@
 #include <minitrain/core/random.h>
 #include <minitrain/core/tensor.h>
 
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,10 @@ Tensor mul(const Tensor& a, double b);
 Tensor rsub(double a, const Tensor& b);  // a - b
 Tensor rdiv(double a, const Tensor& b);  // a / b
 Tensor pow(const Tensor& x, double exponent);
+// x ** exponent elementwise (broadcasting), differentiable in both. As torch: the base gets no gradient
+// where the exponent is 0, the exponent none where x = 0 and exponent >= 0; a negative base gives the
+// exponent a NaN gradient (log x).
+Tensor pow(const Tensor& x, const Tensor& exponent);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
@@ -49,17 +54,44 @@ Tensor rsqrt(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
+// Piecewise-linear functions; the gradient at their kinks is torch's. abs: 0 at x = 0. clamp: x limited to
+// [min, max] (either bound may be absent, not both; min > max gives max everywhere); the gradient passes
+// where min <= x <= max, bounds included, and is 0 at clamped entries and NaN. minimum / maximum
+// (broadcasting, NaN wins): equal operands split the gradient, half each.
+Tensor abs(const Tensor& x);
+Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max);
+Tensor clamp_min(const Tensor& x, double min);
+Tensor clamp_max(const Tensor& x, double max);
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
 enum class GeluApproximation { None, Tanh };  // None: x·Φ(x) with erf; Tanh: GPT-2's approximation
 Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation::None);
 
 // Reductions over `dims` (empty = all dims). Negative dims count from the end.
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
-// Variance with Bessel's correction by default (correction = 1), as torch.var.
+// Variance with Bessel's correction by default (correction = 1), as torch.var: the sum of squared
+// deviations divided by (count - correction).
 Tensor var(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false,
            int64_t correction = 1);
-// Maximum along one dim; the gradient goes to the first maximal element.
+// sqrt(var), as torch.std; where a reduction's elements are all equal (std = 0) its gradient is 0, not NaN.
+// Call it minitrain::std: after `using namespace minitrain`, a plain std( is ambiguous with namespace std.
+Tensor std(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false,
+           int64_t correction = 1);
+// Maximum / minimum along one dim; the gradient goes to the first extreme element (torch's max(dim)).
 Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor min(const Tensor& x, int64_t dim, bool keepdim = false);
+// Maximum / minimum over `dims` (empty = all): equal extremes share the gradient equally (torch's amax).
+Tensor amax(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor amin(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// The p-norm over `dims` (empty = all), (sum |x|^p)^(1/p), for p >= 1 or p = infinity (max |x|), as
+// torch.linalg.vector_norm. Gradient g·sgn(x)·|x|^(p-1)/norm^(p-1) (g·x/norm for p = 2, g·sgn(x) for
+// p = 1, so 0 at x = 0); 0 for a reduction whose elements are all 0 (norm 0); for infinity, shared by the
+// entries with |x| = norm.
+Tensor norm(const Tensor& x, double p = 2, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// Running sums along `dim`: out[j] = x[0] + ... + x[j] (torch.cumsum). The gradient is the reversed
+// running sum of the incoming one.
+Tensor cumsum(const Tensor& x, int64_t dim);
 
 // Matrix product of (..., M, K) and (..., K, N) -> (..., M, N); batch dims broadcast. Transposed views
 // go to BLAS as transpose flags, not copies.
