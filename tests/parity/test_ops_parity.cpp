@@ -11,6 +11,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 
 using namespace minitrain;
 using parity::Fixture;
@@ -126,6 +127,52 @@ std::map<std::string, OpFn> op_table() {
   m["unsqueeze_squeeze_expand"] = [](auto in, auto&) { return in[0].unsqueeze(1).expand({3, 2, 4}).squeeze(0) * in[1]; };
   m["broadcast_to"] = [](auto in, auto&) { return broadcast_to(in[0], {2, 3, 4}); };
   m["contiguous_clone"] = [](auto in, auto&) { return T(in[0]).contiguous().clone() * 2.0; };
+  // abs, clamp, minimum/maximum (random inputs away from the kinks, and exact values on them: "_at_",
+  // "_ties"), pow with a tensor exponent, cumsum, std, min, amax/amin, norm
+  m["abs_away_from_kink"] = [](auto in, auto&) { return abs(in[0]); };
+  m["abs_at_zero"] = [](auto in, auto&) { return abs(in[0]); };
+  m["clamp_both_bounds"] = [](auto in, auto&) { return clamp(in[0], -0.5, 0.7); };
+  m["clamp_min_only"] = [](auto in, auto&) { return clamp_min(in[0], 0.2); };
+  m["clamp_max_only_transposed"] = [](auto in, auto&) { return clamp(T(in[0]), std::nullopt, -0.1); };
+  m["clamp_at_bounds"] = [](auto in, auto&) { return clamp(in[0], -0.5, 0.75); };
+  m["clamp_min_above_max"] = [](auto in, auto&) { return clamp(in[0], 1.0, -1.0); };
+  m["maximum_broadcast"] = [](auto in, auto&) { return maximum(in[0], in[1]); };
+  m["minimum_transposed_size1"] = [](auto in, auto&) { return minimum(T(in[0]), in[1]); };
+  m["maximum_ties"] = [](auto in, auto&) { return maximum(in[0], in[1]); };
+  m["minimum_ties"] = [](auto in, auto&) { return minimum(in[0], in[1]); };
+  m["pow_tensor_exponent_broadcast"] = [](auto in, auto&) { return pow(in[0], in[1]); };
+  m["pow_tensor_base_broadcast"] = [](auto in, auto&) { return pow(in[0], in[1]); };
+  m["pow_tensor_negative_base"] = [](auto in, auto&) {
+    return pow(in[0], from_vector(std::vector<double>{2, 3, 0, -1}, {4}).to(in[0].dtype()));
+  };
+  m["pow_tensor_at_zero"] = [](auto in, auto&) { return pow(in[0], in[1]); };
+  m["cumsum_last"] = [](auto in, auto&) { return cumsum(in[0], -1); };
+  m["cumsum_dim0_transposed"] = [](auto in, auto&) { return cumsum(T(in[0]), 0); };
+  m["cumsum_middle"] = [](auto in, auto&) { return cumsum(in[0], 1); };
+  m["mean_two_dims_keepdim"] = [](auto in, auto&) { return mean(in[0], {0, 2}, true); };
+  m["var_two_dims"] = [](auto in, auto&) { return var(in[0], {0, -1}); };
+  m["std_dim_keepdim"] = [](auto in, auto&) { return minitrain::std(in[0], {1}, true); };
+  m["std_two_dims_biased_transposed"] = [](auto in, auto&) { return minitrain::std(T(in[0]), {1, 2}, false, 0); };
+  m["std_all"] = [](auto in, auto&) { return minitrain::std(in[0]); };
+  m["std_constant_row"] = [](auto in, auto&) { return minitrain::std(in[0], {1}); };
+  m["min_dim"] = [](auto in, auto&) { return min(in[0], 1); };
+  m["min_dim0_keepdim"] = [](auto in, auto&) { return min(in[0], 0, true); };
+  m["amax_two_dims"] = [](auto in, auto&) { return amax(in[0], {0, 2}); };
+  m["amax_all"] = [](auto in, auto&) { return amax(in[0]); };
+  m["amin_keepdim_transposed"] = [](auto in, auto&) { return amin(T(in[0]), {1}, true); };
+  m["amax_ties"] = [](auto in, auto&) { return amax(in[0], {1}); };
+  m["amin_ties"] = [](auto in, auto&) { return amin(in[0], {1}); };
+  m["norm2_dim"] = [](auto in, auto&) { return norm(in[0], 2, {1}); };
+  m["norm2_all_transposed"] = [](auto in, auto&) { return norm(T(in[0])); };
+  m["norm1_two_dims_keepdim"] = [](auto in, auto&) { return norm(in[0], 1, {0, 2}, true); };
+  m["norm_inf_dim"] = [](auto in, auto&) { return norm(in[0], kInf, {-1}); };
+  m["norm3_dim0"] = [](auto in, auto&) { return norm(in[0], 3, {0}); };
+  m["norm1_5_dim"] = [](auto in, auto&) { return norm(in[0], 1.5, {1}); };
+  m["norm2_at_zero"] = [](auto in, auto&) { return norm(in[0], 2, {1}); };
+  m["norm1_at_zero"] = [](auto in, auto&) { return norm(in[0], 1, {1}); };
+  m["norm3_at_zero"] = [](auto in, auto&) { return norm(in[0], 3, {1}); };
+  m["norm1_5_at_zero"] = [](auto in, auto&) { return norm(in[0], 1.5, {1}); };
+  m["norm_inf_ties"] = [](auto in, auto&) { return norm(in[0], kInf, {1}); };
   return m;
 }
 

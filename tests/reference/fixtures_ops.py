@@ -182,6 +182,79 @@ def cases(r):
         lambda i, a: i[0].unsqueeze(1).expand(3, 2, 4).squeeze(0) * i[1])
     add("broadcast_to", [r.randn(3, 1)], lambda i, a: torch.broadcast_to(i[0], (2, 3, 4)))
     add("contiguous_clone", [r.randn(3, 4)], lambda i, a: _T(i[0]).contiguous().clone() * 2.0)
+
+    # --- abs, clamp, minimum/maximum, pow with a tensor exponent, cumsum, std, min, amax/amin, norm.
+    # Inputs from a generator of their own, so that every case above keeps its values (and upstream
+    # gradient) byte for byte. Random cases stay away from the kinks, as the gradient checks do; the "_at_"
+    # cases put exact values on them, where minitrain follows torch's choice of gradient.
+    n = Inputs(40)
+
+    def steer_clear(x, kinks, gap=0.1):
+        """x with every element closer than gap to a kink pushed out to kink ± gap."""
+        for k in kinks:
+            near = (x - k).abs() < gap
+            x = torch.where(near, torch.where(x < k, x.new_full((), k - gap), x.new_full((), k + gap)), x)
+        return x
+
+    def exact(*rows):
+        return torch.tensor(rows, dtype=torch.float64)
+
+    add("abs_away_from_kink", [n.away_from_zero(3, 4)], lambda i, a: torch.abs(i[0]))
+    add("abs_at_zero", [exact(-1.5, 0.0, 2.0, -0.0)], lambda i, a: torch.abs(i[0]))
+    add("clamp_both_bounds", [steer_clear(n.randn(4, 5), [-0.5, 0.7])], lambda i, a: torch.clamp(i[0], -0.5, 0.7))
+    add("clamp_min_only", [steer_clear(n.randn(3, 4), [0.2])], lambda i, a: torch.clamp(i[0], min=0.2))
+    add("clamp_max_only_transposed", [steer_clear(n.randn(4, 3), [-0.1])],
+        lambda i, a: torch.clamp(_T(i[0]), max=-0.1))
+    add("clamp_at_bounds", [exact(-2.0, -0.5, 0.0, 0.75, 2.0)], lambda i, a: torch.clamp(i[0], -0.5, 0.75))
+    add("clamp_min_above_max", [exact(-2.0, 0.0, 2.0)], lambda i, a: torch.clamp(i[0], 1.0, -1.0))
+    add("maximum_broadcast", [n.randn(2, 3), n.randn(3)], lambda i, a: torch.maximum(i[0], i[1]))
+    add("minimum_transposed_size1", [n.randn(3, 2), n.randn(2, 1)], lambda i, a: torch.minimum(_T(i[0]), i[1]))
+    add("maximum_ties", [exact([1.0, 2.0, 3.0], [0.5, -1.0, 4.0]), exact(2.0, 2.0, 1.0)],
+        lambda i, a: torch.maximum(i[0], i[1]))
+    add("minimum_ties", [exact([1.0, 2.0, 3.0], [0.5, -1.0, 4.0]), exact(2.0, 2.0, 1.0)],
+        lambda i, a: torch.minimum(i[0], i[1]))
+    add("pow_tensor_exponent_broadcast", [n.positive(2, 3), n.randn(3)], lambda i, a: torch.pow(i[0], i[1]))
+    add("pow_tensor_base_broadcast", [n.positive(3, 1), n.randn(3, 4)], lambda i, a: torch.pow(i[0], i[1]))
+    add("pow_tensor_negative_base", [n.away_from_zero(3, 4)],
+        lambda i, a: torch.pow(i[0], torch.tensor([2.0, 3.0, 0.0, -1.0], dtype=i[0].dtype)))
+    # base 0 with exponents 0 and 2, and exponent 0 with base 2: the masked gradients (all finite)
+    add("pow_tensor_at_zero", [exact(0.0, 0.0, 2.0, 1.5), exact(0.0, 2.0, 0.0, 1.0)],
+        lambda i, a: torch.pow(i[0], i[1]))
+    add("cumsum_last", [n.randn(2, 3, 4)], lambda i, a: torch.cumsum(i[0], -1))
+    add("cumsum_dim0_transposed", [n.randn(3, 5)], lambda i, a: torch.cumsum(_T(i[0]), 0))
+    add("cumsum_middle", [n.randn(2, 4, 3)], lambda i, a: torch.cumsum(i[0], 1))
+    add("mean_two_dims_keepdim", [n.randn(2, 3, 4)], lambda i, a: i[0].mean(dim=(0, 2), keepdim=True))
+    add("var_two_dims", [n.randn(3, 2, 4)], lambda i, a: i[0].var(dim=(0, -1), unbiased=True))
+    add("std_dim_keepdim", [n.randn(3, 5)], lambda i, a: i[0].std(dim=1, unbiased=True, keepdim=True))
+    add("std_two_dims_biased_transposed", [n.randn(3, 2, 4)],
+        lambda i, a: _T(i[0]).std(dim=(1, 2), unbiased=False))
+    add("std_all", [n.randn(4, 3)], lambda i, a: i[0].std())
+    add("std_constant_row", [exact([1.5, 1.5, 1.5], [1.0, 2.0, 4.0])], lambda i, a: i[0].std(dim=1))
+    add("min_dim", [n.randn(3, 5)], lambda i, a: i[0].min(dim=1).values)
+    add("min_dim0_keepdim", [n.randn(4, 3)], lambda i, a: i[0].min(dim=0, keepdim=True).values)
+    add("amax_two_dims", [n.randn(2, 3, 4)], lambda i, a: torch.amax(i[0], dim=(0, 2)))
+    add("amax_all", [n.randn(3, 4)], lambda i, a: torch.amax(i[0]))
+    add("amin_keepdim_transposed", [n.randn(4, 3)], lambda i, a: torch.amin(_T(i[0]), dim=1, keepdim=True))
+    add("amax_ties", [exact([1.0, 3.0, 3.0], [2.0, 2.0, 2.0])], lambda i, a: torch.amax(i[0], dim=1))
+    add("amin_ties", [exact([1.0, 3.0, 1.0], [2.0, 2.0, 2.0])], lambda i, a: torch.amin(i[0], dim=1))
+    vnorm = torch.linalg.vector_norm
+    add("norm2_dim", [n.randn(3, 4)], lambda i, a: vnorm(i[0], 2, dim=1))
+    add("norm2_all_transposed", [n.randn(3, 4)], lambda i, a: vnorm(_T(i[0])))
+    add("norm1_two_dims_keepdim", [n.away_from_zero(2, 3, 4)], lambda i, a: vnorm(i[0], 1, dim=(0, 2), keepdim=True))
+    add("norm_inf_dim", [n.randn(3, 5)], lambda i, a: vnorm(i[0], float("inf"), dim=-1))
+    add("norm3_dim0", [n.randn(4, 3)], lambda i, a: vnorm(i[0], 3, dim=0))
+    add("norm1_5_dim", [n.away_from_zero(3, 4)], lambda i, a: vnorm(i[0], 1.5, dim=1))
+    # a zero row (norm 0) and zero entries in a nonzero row, for p = 2, 1, 3, 1.5; ties for infinity. A fresh
+    # tensor per case: in float64 the inputs become the leaves themselves, and a shared one would add up the
+    # gradients of all four cases.
+    def zero_row():
+        return exact([0.0, 0.0, 0.0], [3.0, 0.0, -4.0])
+
+    add("norm2_at_zero", [zero_row()], lambda i, a: vnorm(i[0], 2, dim=1))
+    add("norm1_at_zero", [zero_row()], lambda i, a: vnorm(i[0], 1, dim=1))
+    add("norm3_at_zero", [zero_row()], lambda i, a: vnorm(i[0], 3, dim=1))
+    add("norm1_5_at_zero", [zero_row()], lambda i, a: vnorm(i[0], 1.5, dim=1))
+    add("norm_inf_ties", [exact([-4.0, 4.0, 1.0], [0.0, 0.0, 0.0])], lambda i, a: vnorm(i[0], float("inf"), dim=1))
     return c
 
 
