@@ -29,6 +29,7 @@ class RunningMax : public nn::Module {
     nn::AttentionOptions attention;
     attention.n_embd = width;
     attention.n_head = 2;
+    attention.causal = true;  // the running max of the prefix: no peeking at later tokens
     attn = register_module("attn", std::make_shared<nn::MultiHeadAttention>(attention));
     norm = register_module("norm", std::make_shared<nn::LayerNorm>(width));
     head = register_module("head", std::make_shared<nn::Sequential>());

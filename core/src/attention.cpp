@@ -1,10 +1,12 @@
 // Fused scaled dot-product attention with its own backward. Per (batch, head) slice:
-//   S = scale · Q Kᵀ,  S[i, j] = −inf where causal and j > i + (Tk − Tq),  P = softmax_rows(S),
+//   S = scale · Q Kᵀ + A,  S[i, j] = −inf where causal and j > i + (Tk − Tq),  P = softmax_rows(S),
 //   P' = P ⊙ M (dropout mask, 0 or 1/(1−p)),  O = P' V.
+// A is the optional additive attention mask (a bool mask becomes 0 where true, −inf where false). A row
+// whose scores are all −inf (every key masked) has P = 0, so its output is 0 and its gradients are 0.
 // Backward, from dO:
 //   dV = P'ᵀ dO,  dP = (dO Vᵀ) ⊙ M,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),  dQ = scale · dS K,
-//   dK = scale · dSᵀ Q.
-// Only P and the mask are saved. Two ops share the slice kernels: scaled_dot_product_attention on
+//   dK = scale · dSᵀ Q,  dA = dS (summed over the dims A was broadcast along).
+// Only P and the dropout mask are saved. Two ops share the slice kernels: scaled_dot_product_attention on
 // (..., T, D) q/k/v, and multi_head_attention on a packed (B, T, 3C) projection, which reads the heads in
 // place and writes (B, T, C) and the packed gradient directly (no head split/merge copies). Slices run in
 // parallel over the OpenMP team. The composed version in nn/attention (matmul, masked_fill, softmax,
@@ -20,6 +22,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 
 namespace minitrain {
@@ -70,9 +73,11 @@ Tensor readable_in_place(const Tensor& in) {
   return ok ? in.detach() : in.detach().contiguous();
 }
 
-// The q, k, v operands (or their gradients) and the output (or its gradient) of every slice.
+// The q, k, v operands (or their gradients) and the output (or its gradient) of every slice, and the
+// additive mask's (Tq, Tk) block of every slice (offsets empty without a mask; a broadcast mask has
+// repeated offsets, and row stride 0 when it is the same for every query).
 struct Buffers {
-  SliceLayout q, k, v, out;
+  SliceLayout q, k, v, out, mask;
 };
 
 template <class T>
@@ -80,6 +85,7 @@ struct Pointers {
   const T* q;
   const T* k;
   const T* v;
+  const T* mask = nullptr;  // the additive attention mask, or null
 };
 
 // Dropout masks for all slices, drawn in slice then row-major order before the parallel part, so the
@@ -101,7 +107,7 @@ int64_t visible_keys(const Geometry& g, int64_t i0, int64_t rows) {
 
 template <class T>
 void forward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int64_t ldk, const T* v, int64_t ldv,
-                   T* P, const T* M, T* dropped, T* out, int64_t ldo) {
+                   const T* A, int64_t lda, T* P, const T* M, T* dropped, T* out, int64_t ldo) {
   const int64_t offset = g.tk - g.tq;  // query i sits at key position i + offset
   const int64_t block = g.causal ? kQueryBlock : g.tq;
   for (int64_t i0 = 0; i0 < g.tq; i0 += block) {
@@ -119,6 +125,11 @@ void forward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int64
       // spending an exp on them. A row with no visible key is all zeros (softmax_lane's masked-lane rule).
       T* row = P + i * g.tk;
       const int64_t visible = g.causal ? std::clamp<int64_t>(i + offset + 1, 0, g.tk) : g.tk;
+      if (A) {  // −inf entries of the mask make the key's weight 0; a row of them gives zeros
+        const T* a = A + i * lda;
+#pragma omp simd
+        for (int64_t j = 0; j < visible; ++j) row[j] += a[j];
+      }
       softmax_lane(row, row, visible, 1, /*log_output=*/false);
       std::fill(row + visible, row + g.tk, T(0));
     }
@@ -139,7 +150,7 @@ void zero_rows(T* a, int64_t rows, int64_t cols, int64_t ld) {
 template <class T>
 void backward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int64_t ldk, const T* v, int64_t ldv,
                     const T* P, const T* M, const T* G, int64_t ldg, T* dq, int64_t lddq, T* dk, int64_t lddk,
-                    T* dv, int64_t lddv, T* dP, T* dropped) {
+                    T* dv, int64_t lddv, T* dA, T* dP, T* dropped) {
   const T* weights = P;
   if (M) {
     for (int64_t j = 0; j < g.tq * g.tk; ++j) dropped[j] = P[j] * M[j];
@@ -150,6 +161,7 @@ void backward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int6
   // dK and dV collect a contribution from every query block that sees a key.
   zero_rows(dk, g.tk, g.d, lddk);
   zero_rows(dv, g.tk, g.dv, lddv);
+  if (dA) std::fill(dA, dA + g.tq * g.tk, T(0));  // dA = dS, zero wherever P is (masked or invisible)
   for (int64_t i0 = 0; i0 < g.tq; i0 += block) {
     const int64_t rows = std::min(block, g.tq - i0), keys = visible_keys(g, i0, rows);
     if (keys == 0) {
@@ -168,6 +180,7 @@ void backward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int6
       const int64_t visible = g.causal ? std::clamp<int64_t>(i + (g.tk - g.tq) + 1, 0, keys) : keys;
       softmax_lane_backward(dpr, P + i * g.tk, dpr, visible, 1, /*log_output=*/false);  // now dS
       std::fill(dpr + visible, dpr + keys, T(0));
+      if (dA) std::copy(dpr, dpr + visible, dA + i * g.tk);
     }
     gemm(false, false, rows, g.d, keys, scale, dPb, g.tk, k, ldk, T(0), dq + i0 * lddq, lddq);  // dQ = scale · dS K
     gemm(true, false, keys, g.d, rows, scale, dPb, g.tk, q + i0 * ldq, ldq, T(1), dk, lddk);     // dK += scale · dSᵀ Q
@@ -190,19 +203,23 @@ void attention_forward(const Geometry& g, const Buffers& in, Pointers<T> p, T* o
   const int64_t square = g.tq * g.tk;
   for_each_slice<T>(g, mask ? square : 0, [&](int64_t s, T* dropped) {
     forward_slice(g, in.q.at(p.q, s), in.q.ld, in.k.at(p.k, s), in.k.ld, in.v.at(p.v, s), in.v.ld,
-                  probs + s * square, mask ? mask + s * square : nullptr, dropped, in.out.at(out, s), in.out.ld);
+                  p.mask ? in.mask.at(p.mask, s) : nullptr, in.mask.ld, probs + s * square,
+                  mask ? mask + s * square : nullptr, dropped, in.out.at(out, s), in.out.ld);
   });
 }
 
 // The shared backward: `grad` describes where the incoming gradient (out) and dq, dk, dv go.
+// dA, when not null, receives dS of every slice as (slices, Tq, Tk): the gradient of the additive mask
+// before it is summed back to the mask's broadcast shape.
 template <class T>
 void attention_backward(const Geometry& g, const Buffers& in, Pointers<T> p, const T* probs, const T* mask,
-                        const Buffers& grad, const T* gout, T* dq, T* dk, T* dv) {
+                        const Buffers& grad, const T* gout, T* dq, T* dk, T* dv, T* dA = nullptr) {
   const int64_t square = g.tq * g.tk;
   for_each_slice<T>(g, square * (mask ? 2 : 1), [&](int64_t s, T* scratch) {
     backward_slice(g, in.q.at(p.q, s), in.q.ld, in.k.at(p.k, s), in.k.ld, in.v.at(p.v, s), in.v.ld, probs + s * square,
                    mask ? mask + s * square : nullptr, grad.out.at(gout, s), grad.out.ld, grad.q.at(dq, s), grad.q.ld,
-                   grad.k.at(dk, s), grad.k.ld, grad.v.at(dv, s), grad.v.ld, scratch, scratch + square);
+                   grad.k.at(dk, s), grad.k.ld, grad.v.at(dv, s), grad.v.ld, dA ? dA + s * square : nullptr, scratch,
+                   scratch + square);
   });
 }
 
@@ -211,10 +228,45 @@ void check_dropout(const char* op, double dropout_p, bool use_dropout, const Gen
   if (use_dropout && gen == nullptr) throw_arg(op, "dropout at training time needs a generator");
 }
 
+
+// Whether `shape` broadcasts to `full` (aligned right, each dim 1 or equal) without changing `full`.
+bool broadcasts_to(const Shape& shape, const Shape& full) {
+  if (shape.size() > full.size()) return false;
+  for (std::size_t i = 1; i <= shape.size(); ++i)
+    if (shape[shape.size() - i] != 1 && shape[shape.size() - i] != full[full.size() - i]) return false;
+  return true;
+}
+
+// The attention mask as an additive tensor of q's dtype, viewed as (batch..., Tq, Tk) with unit column
+// stride (a broadcast mask stays a stride-0 view, not a copy). A bool mask becomes 0 where true (the
+// key takes part) and −inf where false.
+Tensor additive_mask_view(const Tensor& attn_mask, const Tensor& q, const Shape& full, const char* op) {
+  const DType dt = q.dtype();
+  if (attn_mask.dtype() != DType::Bool && attn_mask.dtype() != dt)
+    throw_arg(op, std::string("attn_mask must be bool or have q's dtype ") + dtype_name(dt) + ", got " +
+                      dtype_name(attn_mask.dtype()));
+  if (!broadcasts_to(attn_mask.shape(), full))
+    throw_arg(op, "attn_mask of shape " + shape_str(attn_mask.shape()) + " does not broadcast to (..., Tq, Tk) " +
+                      shape_str(full));
+  Tensor additive = attn_mask.dtype() == DType::Bool
+                        ? masked_fill(zeros(attn_mask.shape(), dt), logical_not(attn_mask),
+                                      -std::numeric_limits<double>::infinity())
+                        : attn_mask.detach();
+  Tensor view = additive.expand(full);
+  const bool unit_columns = view.strides().back() == 1 || view.size(-1) == 1;
+  return unit_columns ? view : view.contiguous();
+}
+
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale,
                                     bool causal, double dropout_p, bool training, Generator* gen) {
+  return scaled_dot_product_attention(q_in, k_in, v_in, Tensor(), scale, causal, dropout_p, training, gen);
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                                    const Tensor& attn_mask, double scale, bool causal, double dropout_p,
+                                    bool training, Generator* gen) {
   profiler::Scope scope("scaled_dot_product_attention");
   const char* op = "scaled_dot_product_attention";
   check_defined(q_in, op, "q");
@@ -236,35 +288,50 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   check_dropout(op, dropout_p, use_dropout, gen);
 
   const Geometry g{shape_numel(batch), q_in.size(-2), k_in.size(-2), q_in.size(-1), v_in.size(-1), scale, causal};
+  Shape scores_shape = batch;
+  scores_shape.insert(scores_shape.end(), {g.tq, g.tk});
+  const bool has_mask = attn_mask.defined();
+  const Tensor amask = has_mask ? additive_mask_view(attn_mask, q_in, scores_shape, op) : Tensor();
+  // Only a floating mask is differentiable (a relative-position bias, say); a bool one is a constant.
+  const bool mask_is_input = has_mask && attn_mask.dtype() != DType::Bool;
   const Tensor q = readable_in_place(q_in), k = readable_in_place(k_in), v = readable_in_place(v_in);
   Shape out_shape = batch;
   out_shape.insert(out_shape.end(), {g.tq, g.dv});
   Tensor out = make_tensor(out_shape, q_in.dtype());
   Tensor probs = make_tensor({g.slices, g.tq, g.tk}, q_in.dtype());
   Tensor mask = use_dropout ? make_tensor({g.slices, g.tq, g.tk}, q_in.dtype()) : Tensor();
-  const Buffers in{layout_of(q), layout_of(k), layout_of(v), layout_of(out)};
+  const Buffers in{layout_of(q), layout_of(k), layout_of(v), layout_of(out), has_mask ? layout_of(amask) : SliceLayout{}};
+  auto pointers = [q, k, v, amask](auto tag) {
+    using T = decltype(tag);
+    return Pointers<T>{q.impl()->storage->template ptr<T>(), k.impl()->storage->template ptr<T>(),
+                       v.impl()->storage->template ptr<T>(),
+                       amask.defined() ? amask.impl()->storage->template ptr<T>() : nullptr};
+  };
 
   dispatch(q_in.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if (use_dropout) draw_masks(mask.data<T>(), mask.numel(), dropout_p, *gen);
-    const Pointers<T> p{q.impl()->storage->template ptr<T>(), k.impl()->storage->template ptr<T>(),
-                        v.impl()->storage->template ptr<T>()};
-    attention_forward(g, in, p, out.data<T>(), probs.data<T>(), use_dropout ? mask.data<T>() : nullptr);
+    attention_forward(g, in, pointers(tag), out.data<T>(), probs.data<T>(), use_dropout ? mask.data<T>() : nullptr);
   });
 
-  return attach(out, op, {q_in, k_in, v_in}, [q, k, v, probs, mask, g, in](const Tensor& g_in, const std::vector<Tensor>& inputs) {
+  std::vector<Tensor> inputs{q_in, k_in, v_in};
+  if (mask_is_input) inputs.push_back(attn_mask);
+  return attach(out, op, inputs, [q, k, v, probs, mask, g, in, pointers, scores_shape](const Tensor& g_in, const std::vector<Tensor>& inputs) {
     Tensor gout = g_in.contiguous();
     Tensor dq = make_tensor(q.shape(), q.dtype()), dk = make_tensor(k.shape(), k.dtype()), dv = make_tensor(v.shape(), v.dtype());
-    const Buffers grad{layout_of(dq), layout_of(dk), layout_of(dv), layout_of(gout)};
+    const bool want_dmask = inputs.size() == 4 && inputs[3].requires_grad();
+    Tensor dmask = want_dmask ? make_tensor(scores_shape, q.dtype()) : Tensor();
+    const Buffers grad{layout_of(dq), layout_of(dk), layout_of(dv), layout_of(gout), {}};
     dispatch(q.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      const Pointers<T> p{q.impl()->storage->template ptr<T>(), k.impl()->storage->template ptr<T>(),
-                          v.impl()->storage->template ptr<T>()};
-      attention_backward(g, in, p, probs.data<T>(), mask.defined() ? mask.data<T>() : nullptr, grad,
-                         gout.impl()->storage->template ptr<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>());
+      attention_backward(g, in, pointers(tag), probs.data<T>(), mask.defined() ? mask.data<T>() : nullptr, grad,
+                         gout.impl()->storage->template ptr<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>(),
+                         want_dmask ? dmask.data<T>() : nullptr);
     });
-    return std::vector<Tensor>{inputs[0].requires_grad() ? dq : Tensor(), inputs[1].requires_grad() ? dk : Tensor(),
-                               inputs[2].requires_grad() ? dv : Tensor()};
+    std::vector<Tensor> grads{inputs[0].requires_grad() ? dq : Tensor(), inputs[1].requires_grad() ? dk : Tensor(),
+                              inputs[2].requires_grad() ? dv : Tensor()};
+    if (inputs.size() == 4) grads.push_back(want_dmask ? sum_to_shape(dmask, inputs[3].shape()) : Tensor());
+    return grads;
   }, {q, k, v});
 }
 
@@ -291,7 +358,7 @@ Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, 
       for (int64_t h = 0; h < n_head; ++h) l.offsets.push_back(b * T * row_length + column + h * hs);
     return l;
   };
-  const Buffers in{packed(3 * C, 0), packed(3 * C, C), packed(3 * C, 2 * C), packed(C, 0)};
+  const Buffers in{packed(3 * C, 0), packed(3 * C, C), packed(3 * C, 2 * C), packed(C, 0), {}};  // no mask
   Tensor out = make_tensor({B, T, C}, qkv.dtype());
   Tensor probs = make_tensor({g.slices, T, T}, qkv.dtype());
   Tensor mask = use_dropout ? make_tensor({g.slices, T, T}, qkv.dtype()) : Tensor();
@@ -300,7 +367,7 @@ Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, 
     using E = decltype(tag);
     if (use_dropout) draw_masks(mask.data<E>(), mask.numel(), dropout_p, *gen);
     const E* base = qkv.data<E>();
-    attention_forward(g, in, Pointers<E>{base, base, base}, out.data<E>(), probs.data<E>(),
+    attention_forward(g, in, Pointers<E>{base, base, base, nullptr}, out.data<E>(), probs.data<E>(),
                       use_dropout ? mask.data<E>() : nullptr);
   });
 
@@ -311,7 +378,7 @@ Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, 
       using E = decltype(tag);
       const E* base = qkv.data<E>();
       E* d = dqkv.data<E>();
-      attention_backward(g, in, Pointers<E>{base, base, base}, probs.data<E>(), mask.defined() ? mask.data<E>() : nullptr,
+      attention_backward(g, in, Pointers<E>{base, base, base, nullptr}, probs.data<E>(), mask.defined() ? mask.data<E>() : nullptr,
                          in, gout.data<E>(), d, d, d);
     });
     return std::vector<Tensor>{dqkv};

@@ -51,6 +51,7 @@ Block::Block(const GPTConfig& c, std::shared_ptr<Generator> dropout_gen, Generat
   AttentionOptions options;
   options.n_embd = c.n_embd;
   options.n_head = c.n_head;
+  options.causal = true;  // a decoder-only language model: position t sees positions <= t
   options.dropout = c.dropout;
   options.scale = c.attention_scale;
   options.bias = c.bias;

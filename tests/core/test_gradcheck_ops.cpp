@@ -235,6 +235,41 @@ std::vector<OpCase> all_cases() {
                  auto head = [&](int64_t part) { return in[0].narrow(2, part * 6, 6).reshape({2, 4, 2, 3}).transpose(1, 2); };
                  return scaled_dot_product_attention(head(0), head(1), head(2), 0.5, true);
                }, {rnd({2, 4, 18}, 100)}});
+  // --- fused attention with masks (bool: true = take part; float: added, differentiable). Each mask
+  // leaves at least one query row with every key masked: its output is 0 and its gradients 0, and the
+  // finite differences see a constant there. A key-padding mask is the (B, 1, 1, S) case.
+  c.push_back({"attention_bool_mask_cross_lengths", [](auto in) {
+                 const Tensor m = from_vector(std::vector<bool>{1, 0, 1, 1, 0,  0, 0, 0, 0, 0,  0, 1, 1, 0, 1}, {3, 5});
+                 return scaled_dot_product_attention(in[0], in[1], in[2], m, 0.5, false);  // (Tq, Tk) over the batch
+               }, {rnd({2, 3, 4}, 160), rnd({2, 5, 4}, 161), rnd({2, 5, 3}, 162)}});
+  c.push_back({"attention_key_padding_4d", [](auto in) {
+                 // batch 0 keeps keys 0..2, batch 1 keeps none: its every query row is fully masked
+                 const Tensor m = from_vector(std::vector<bool>{1, 1, 1, 0,  0, 0, 0, 0}, {2, 1, 1, 4});
+                 return scaled_dot_product_attention(in[0], in[1], in[2], m, 0.6, false);
+               }, {rnd({2, 2, 3, 4}, 163), rnd({2, 2, 4, 4}, 164), rnd({2, 2, 4, 2}, 165)}});
+  c.push_back({"attention_bool_mask_and_causal", [](auto in) {
+                 // row 0 loses its only causal key, row 2 keeps key 1 only
+                 const Tensor m = from_vector(std::vector<bool>{0, 1, 1, 1,  1, 1, 1, 1,  0, 1, 0, 1,  1, 0, 1, 1}, {4, 4});
+                 return scaled_dot_product_attention(in[0], in[1], in[2], m, 0.7, true);
+               }, {rnd({2, 4, 3}, 166), rnd({2, 4, 3}, 167), rnd({2, 4, 3}, 168)}});
+  c.push_back({"attention_float_mask_grad", [](auto in) {  // the mask is an input: dA = dS
+                 return scaled_dot_product_attention(in[0], in[1], in[2], in[3], 0.5, false);
+               }, {rnd({2, 2, 3, 4}, 169), rnd({2, 2, 5, 4}, 170), rnd({2, 2, 5, 3}, 171), rnd({2, 1, 3, 5}, 172)}});
+  c.push_back({"attention_float_mask_inf_rows", [](auto in) {
+                 constexpr double kInf = std::numeric_limits<double>::infinity();
+                 const Tensor m = from_vector(std::vector<double>{0.5, -kInf, -1.0, -kInf, -kInf, -kInf, 2.0, 0.0, -kInf}, {3, 3});
+                 return scaled_dot_product_attention(in[0], in[1], in[2], m, 0.5, true);
+               }, {rnd({2, 3, 4}, 173), rnd({2, 3, 4}, 174), rnd({2, 3, 2}, 175)}});
+  c.push_back({"attention_mask_broadcast_over_keys", [](auto in) {
+                 // (B, 1, Tq, 1): whole query rows on or off, a column-broadcast view the kernel copies
+                 const Tensor m = from_vector(std::vector<bool>{1, 0, 1,  0, 1, 1}, {2, 1, 3, 1});
+                 return scaled_dot_product_attention(in[0], in[1], in[2], m, 0.5, false);
+               }, {rnd({2, 2, 3, 4}, 176), rnd({2, 2, 4, 4}, 177), rnd({2, 2, 4, 3}, 178)}});
+  c.push_back({"attention_mask_dropout", [](auto in) {
+                 Generator g(5);
+                 const Tensor m = from_vector(std::vector<bool>{1, 1, 0, 0,  0, 0, 0, 0,  1, 0, 1, 1,  1, 1, 1, 1}, {4, 4});
+                 return scaled_dot_product_attention(in[0], in[1], in[2], m, 0.6, true, 0.25, true, &g);
+               }, {rnd({2, 1, 4, 3}, 179), rnd({2, 1, 4, 3}, 180), rnd({2, 1, 4, 3}, 181)}});
   // --- multi_head_attention on a packed (B, T, 3C) projection: n_head 1 and 3, causal or not, dropout
   // (the generator created inside, so every call draws the same masks), a non-contiguous qkv
   c.push_back({"mha_causal_3_heads", [](auto in) { return multi_head_attention(in[0], 3, 0.5, true); },

@@ -41,6 +41,7 @@ TEST(Numerics, AttentionForwardReallyUsesHeadSizeScale) {
   nn::AttentionOptions o;
   o.n_embd = 16;
   o.n_head = 4;
+  o.causal = true;
   for (auto path : {nn::AttentionPath::Fused, nn::AttentionPath::Composed}) {
     Generator init(3);
     nn::MultiHeadAttention mha(o, nullptr, &init);

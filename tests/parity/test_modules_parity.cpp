@@ -42,6 +42,7 @@ Built build(const std::string& name, const nlohmann::json& c, nn::AttentionPath 
     o.n_embd = c["n_embd"].get<int64_t>();
     o.n_head = c["n_head"].get<int64_t>();
     o.bias = c["bias"].get<bool>();
+    o.causal = true;  // nanoGPT's CausalSelfAttention
     auto m = std::make_shared<nn::MultiHeadAttention>(o);
     m->path = path;
     return {m, [m](const Tensor& x, const Tensor&) { return m->forward(x); }};

@@ -78,6 +78,7 @@ AttentionOptions small_options(double scale) {
   AttentionOptions o;
   o.n_embd = 8;
   o.n_head = 2;
+  o.causal = true;
   o.scale = scale;
   return o;
 }

@@ -56,6 +56,7 @@ nn::AttentionOptions options(bool bias) {
   nn::AttentionOptions o;
   o.n_embd = 8;
   o.n_head = 2;
+  o.causal = true;
   o.bias = bias;
   return o;
 }

@@ -173,12 +173,22 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 // correctly. Dropout on the attention weights needs `gen` when training and dropout_p > 0.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
                                     double dropout_p = 0.0, bool training = false, Generator* gen = nullptr);
+// With an attention mask, as torch's F.scaled_dot_product_attention: attn_mask broadcasts to
+// (..., Tq, Tk) and is either bool (true = the key takes part, false = it is masked out) or of q's dtype,
+// added to the scores (−inf masks a key; a float mask is differentiable, as a learned bias would be).
+// A query row whose keys are all masked (by attn_mask and causal together) outputs zeros, with zero
+// gradients, where torch may give NaN. Unlike torch's is_causal (aligned top-left), `causal` is aligned
+// bottom-right when Tq != Tk, as described above.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
+                                    double scale, bool causal, double dropout_p = 0.0, bool training = false,
+                                    Generator* gen = nullptr);
 
 // The same attention for all heads of a packed projection: qkv is (B, T, 3C) holding [q | k | v] along the
 // last dim, each split into n_head blocks of C / n_head; the result is (B, T, C) with the heads side by
 // side. Equal to splitting qkv into (B, n_head, T, C / n_head) q, k, v, calling
 // scaled_dot_product_attention and merging the heads back, but reads the heads in place and returns the
-// packed gradient directly, without the copies between those steps.
+// packed gradient directly, without the copies between those steps. It takes no attention mask: masked
+// and cross-attention go through scaled_dot_product_attention on split heads (nn::MultiHeadAttention).
 Tensor multi_head_attention(const Tensor& qkv, int64_t n_head, double scale, bool causal, double dropout_p = 0.0,
                             bool training = false, Generator* gen = nullptr);
 

@@ -1,4 +1,16 @@
-// Multi-head self-attention with a packed q/k/v projection (c_attn), as in GPT-2 / nanoGPT.
+// Multi-head attention with a packed q/k/v projection (c_attn), as in GPT-2 / nanoGPT: self-attention
+// (one input, optionally causal, optionally with a KV cache) and the general form with separate query and
+// key/value inputs (cross-attention) and masks.
+//
+// Mask conventions (the same as PyTorch's, name by name):
+//   attn_mask         broadcasts to (B, n_head, T, S). Bool: true = the key TAKES PART (as in
+//                     F.scaled_dot_product_attention; note torch.nn.MultiheadAttention reads a bool
+//                     attn_mask the other way round). Float (the input's dtype): added to the scores.
+//   key_padding_mask  (B, S). Bool: true = the key is PADDING and is IGNORED (as in
+//                     torch.nn.MultiheadAttention's key_padding_mask). Float: added to the scores.
+//   causal            an option of the layer, false by default (as torch: no mask unless asked for).
+// A query whose keys are all masked outputs zeros (after c_proj: c_proj's bias), never NaN, and passes
+// zero gradient to the scores.
 #pragma once
 
 #include <minitrain/nn/attention_probes.h>
@@ -16,6 +28,12 @@ struct KVCache {
   void clear() { k = Tensor(), v = Tensor(); }
 };
 
+// Optional masks of MultiHeadAttention::forward(query, key, value, masks); undefined = none.
+struct AttentionMasks {
+  Tensor attn_mask;         // bool (true = take part) or additive float, broadcast to (B, n_head, T, S)
+  Tensor key_padding_mask;  // (B, S): bool (true = padding, ignored) or additive float
+};
+
 enum class AttentionPath {
   Fused,     // scaled_dot_product_attention: one kernel with its own backward
   Composed,  // matmul, scale, masked_fill(-inf), softmax, dropout, matmul: the textbook steps
@@ -23,7 +41,7 @@ enum class AttentionPath {
 
 struct AttentionOptions {
   int64_t n_embd = 0, n_head = 1;
-  bool causal = true;
+  bool causal = false;  // query i sees keys j <= i + (S - T); a decoder (the GPT) sets it explicitly
   double dropout = 0.0;  // on the attention weights and on the output (residual dropout)
   // Multiplies q·k. NaN (the default) means 1/sqrt(d_k) with d_k = n_embd / n_head, the head size.
   double scale = std::numeric_limits<double>::quiet_NaN();
@@ -38,13 +56,22 @@ class MultiHeadAttention : public Module {
   // appended to the cache and the queries attend to everything cached (causally).
   Tensor forward(const Tensor& x, KVCache* cache = nullptr);
   Tensor operator()(const Tensor& x, KVCache* cache = nullptr) { return forward(x, cache); }
+  // The general form: query (B, T, C), key and value (B, S, C) -> (B, T, C), with optional masks (see
+  // the conventions above). Passing the same tensor three times is masked self-attention (one packed
+  // projection); cross-attention projects query with c_attn's q rows and key/value with its k/v rows.
+  // Without masks, self-attention on the fused path uses the packed kernel, as forward(x) does; with
+  // masks, both paths run on split heads (the packed kernel has no mask support).
+  Tensor forward(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionMasks& masks = {});
+  Tensor operator()(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionMasks& masks = {}) {
+    return forward(query, key, value, masks);
+  }
 
   double scale() const { return scale_; }
   int64_t head_size() const { return options_.n_embd / options_.n_head; }
   AttentionPath path = AttentionPath::Fused;
   // Opt-in probe (off by default, and then forward does no extra work): while true, every forward
   // appends attention_statistics of its q and k (all heads and rows pooled) to `statistics`. It costs
-  // one more q·kᵀ and softmax without a graph. Clear `statistics` yourself; it grows by one per call.
+  // one more q·kᵀ and softmax without a graph. The statistics apply the causal mask only, not masks. Clear `statistics` yourself; it grows by one per call.
   bool record_statistics = false;
   std::vector<AttentionStatistics> statistics;
   std::shared_ptr<Linear> c_attn, c_proj;
@@ -54,15 +81,22 @@ class MultiHeadAttention : public Module {
   std::string extra_repr() const override;
 
  private:
-  Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v);  // (B, nh, Tq|Tk, hs) -> (B, nh, Tq, hs)
+  // q (B, nh, T, hs), k/v (B, nh, S, hs), additive mask or undefined -> (B, T, C) after c_proj
+  Tensor attend_and_project(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask);
+  Tensor split_heads(const Tensor& x) const;  // (B, T, C) -> (B, nh, T, hs)
+  Tensor additive_mask(const AttentionMasks& masks, int64_t B, int64_t T, int64_t S, DType dtype) const;
   AttentionOptions options_;
   double scale_;
   std::shared_ptr<Generator> dropout_gen_;
 };
 
 // The composed attention steps, shared with the scale study and the worked example in tests/nn:
-// softmax(q·kᵀ·scale with the causal mask) (dropout) · v. q (..., Tq, D), k/v (..., Tk, D).
+// softmax(q·kᵀ·scale + attn_mask, with the causal mask) (dropout) · v. q (..., Tq, D), k/v (..., Tk, D);
+// attn_mask as in scaled_dot_product_attention (bool: true = take part; float: added), or undefined.
+// It is the readable reference the fused kernel is tested against, masks included.
 Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
                           double dropout_p = 0.0, bool training = false, Generator* gen = nullptr);
+Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask, double scale,
+                          bool causal, double dropout_p = 0.0, bool training = false, Generator* gen = nullptr);
 
 }  // namespace minitrain::nn
