@@ -1,6 +1,8 @@
 // Comparisons, logical ops, argmax/argmin, gather, index_select, topk and one_hot: values by hand, the
 // conventions at ties and NaN, and the errors. Gradients are in test_gradcheck_ops.cpp, PyTorch's values
 // in tests/parity/test_index_ops_parity.cpp.
+#include "expect_error.h"
+
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 
@@ -12,17 +14,9 @@
 
 using namespace minitrain;
 
-namespace {
+using test::expect_error;
 
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning '" << fragments.front() << "'";
-  } catch (const std::invalid_argument& e) {
-    const std::string msg = e.what();
-    for (const auto& frag : fragments) EXPECT_NE(msg.find(frag), std::string::npos) << "message: " << msg;
-  }
-}
+namespace {
 
 Tensor f64(std::vector<double> v, const Shape& s) { return from_vector(v, s); }
 Tensor i64(std::vector<int64_t> v, const Shape& s) { return from_vector(v, s); }

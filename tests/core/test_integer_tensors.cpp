@@ -1,6 +1,8 @@
 // int64 and bool tensors: creation, conversion, printing, their place in autograd (none), and the ops that
 // take them (embedding, cross_entropy, masked_fill, where), with the errors a float op gives an integer
 // tensor and the reverse.
+#include "expect_error.h"
+
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 
@@ -13,18 +15,9 @@
 
 using namespace minitrain;
 
-namespace {
+using test::expect_error;
 
-// Runs f, expects std::invalid_argument, and checks the message contains each fragment.
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning '" << fragments.front() << "'";
-  } catch (const std::invalid_argument& e) {
-    const std::string msg = e.what();
-    for (const auto& frag : fragments) EXPECT_NE(msg.find(frag), std::string::npos) << "message: " << msg;
-  }
-}
+namespace {
 
 Tensor ids(std::vector<int64_t> values, const Shape& shape) { return from_vector(values, shape); }
 

@@ -1,4 +1,6 @@
 // Bad input: every op throws std::invalid_argument naming itself and what it got.
+#include "expect_error.h"
+
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 
@@ -11,18 +13,7 @@
 
 using namespace minitrain;
 
-namespace {
-// Runs f, expects std::invalid_argument, and checks the message contains each fragment.
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning '" << fragments.front() << "'";
-  } catch (const std::invalid_argument& e) {
-    const std::string msg = e.what();
-    for (const auto& frag : fragments) EXPECT_NE(msg.find(frag), std::string::npos) << "message: " << msg;
-  }
-}
-}  // namespace
+using test::expect_error;
 
 TEST(OpErrors, MatmulShapesThatDoNotAlign) {
   expect_error([] { matmul(zeros({2, 3}), zeros({4, 5})); }, {"matmul: shapes [2,3] and [4,5] do not align"});

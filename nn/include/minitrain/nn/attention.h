@@ -71,7 +71,8 @@ class MultiHeadAttention : public Module {
   AttentionPath path = AttentionPath::Fused;
   // Opt-in probe (off by default, and then forward does no extra work): while true, every forward
   // appends attention_statistics of its q and k (all heads and rows pooled) to `statistics`. It costs
-  // one more q·kᵀ and softmax without a graph. The statistics apply the causal mask only, not masks. Clear `statistics` yourself; it grows by one per call.
+  // one more q·kᵀ and softmax without a graph. The statistics apply the causal mask only, not attn_mask or
+  // key_padding_mask. Clear `statistics` yourself; it grows by one per call.
   bool record_statistics = false;
   std::vector<AttentionStatistics> statistics;
   std::shared_ptr<Linear> c_attn, c_proj;
