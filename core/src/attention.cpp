@@ -11,6 +11,7 @@
 // place and writes (B, T, C) and the packed gradient directly (no head split/merge copies). Slices run in
 // parallel over the OpenMP team. The composed version in nn/attention (matmul, masked_fill, softmax,
 // dropout, matmul) is the readable reference; tests check that all agree in values and gradients.
+#include <minitrain/core/attention_statistics.h>
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 #include <minitrain/core/profiler.h>
@@ -105,9 +106,12 @@ int64_t visible_keys(const Geometry& g, int64_t i0, int64_t rows) {
   return g.causal ? std::clamp<int64_t>(i0 + rows + (g.tk - g.tq), 0, g.tk) : g.tk;
 }
 
+// With `stats`, each row's scores as softmax sees them are copied to `row_scores` (Tk elements) and
+// summarised with the weights softmax makes of them.
 template <class T>
 void forward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int64_t ldk, const T* v, int64_t ldv,
-                   const T* A, int64_t lda, T* P, const T* M, T* dropped, T* out, int64_t ldo) {
+                   const T* A, int64_t lda, T* P, const T* M, T* dropped, T* out, int64_t ldo,
+                   AttentionStatisticsSum* stats, T* row_scores) {
   const int64_t offset = g.tk - g.tq;  // query i sits at key position i + offset
   const int64_t block = g.causal ? kQueryBlock : g.tq;
   for (int64_t i0 = 0; i0 < g.tq; i0 += block) {
@@ -130,7 +134,9 @@ void forward_slice(const Geometry& g, const T* q, int64_t ldq, const T* k, int64
 #pragma omp simd
         for (int64_t j = 0; j < visible; ++j) row[j] += a[j];
       }
+      if (stats) std::copy(row, row + visible, row_scores);
       softmax_lane(row, row, visible, 1, /*log_output=*/false);
+      if (stats) stats->add_row(row_scores, row, visible);
       std::fill(row + visible, row + g.tk, T(0));
     }
     const T* weights = Pb;
@@ -197,15 +203,23 @@ void for_each_slice(const Geometry& g, int64_t scratch_per_thread, Body body) {
   });
 }
 
-// The shared forward: fills out (through layout.out), probs and, with dropout, the mask.
+// The shared forward: fills out (through layout.out), probs and, with dropout, the mask; and `observed`
+// when not null, from one sum per slice added in slice order (the same for any thread count).
 template <class T>
-void attention_forward(const Geometry& g, const Buffers& in, Pointers<T> p, T* out, T* probs, T* mask) {
-  const int64_t square = g.tq * g.tk;
-  for_each_slice<T>(g, mask ? square : 0, [&](int64_t s, T* dropped) {
+void attention_forward(const Geometry& g, const Buffers& in, Pointers<T> p, T* out, T* probs, T* mask,
+                       AttentionStatistics* observed) {
+  const int64_t square = g.tq * g.tk, dropped_size = mask ? square : 0;
+  std::vector<AttentionStatisticsSum> sums(observed ? static_cast<std::size_t>(g.slices) : 0);
+  for_each_slice<T>(g, dropped_size + (observed ? g.tk : 0), [&](int64_t s, T* scratch) {
     forward_slice(g, in.q.at(p.q, s), in.q.ld, in.k.at(p.k, s), in.k.ld, in.v.at(p.v, s), in.v.ld,
                   p.mask ? in.mask.at(p.mask, s) : nullptr, in.mask.ld, probs + s * square,
-                  mask ? mask + s * square : nullptr, dropped, in.out.at(out, s), in.out.ld);
+                  mask ? mask + s * square : nullptr, scratch, in.out.at(out, s), in.out.ld,
+                  observed ? &sums[static_cast<std::size_t>(s)] : nullptr, scratch + dropped_size);
   });
+  if (!observed) return;
+  AttentionStatisticsSum total;
+  for (const AttentionStatisticsSum& sum : sums) total.add(sum);
+  *observed = total.mean();
 }
 
 // The shared backward: `grad` describes where the incoming gradient (out) and dq, dk, dv go.
@@ -260,13 +274,14 @@ Tensor additive_mask_view(const Tensor& attn_mask, const Tensor& q, const Shape&
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, double scale,
-                                    bool causal, double dropout_p, bool training, Generator* gen) {
-  return scaled_dot_product_attention(q_in, k_in, v_in, Tensor(), scale, causal, dropout_p, training, gen);
+                                    bool causal, double dropout_p, bool training, Generator* gen,
+                                    AttentionStatistics* observed) {
+  return scaled_dot_product_attention(q_in, k_in, v_in, Tensor(), scale, causal, dropout_p, training, gen, observed);
 }
 
 Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                     const Tensor& attn_mask, double scale, bool causal, double dropout_p,
-                                    bool training, Generator* gen) {
+                                    bool training, Generator* gen, AttentionStatistics* observed) {
   profiler::Scope scope("scaled_dot_product_attention");
   const char* op = "scaled_dot_product_attention";
   check_defined(q_in, op, "q");
@@ -311,7 +326,8 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   dispatch(q_in.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if (use_dropout) draw_masks(mask.data<T>(), mask.numel(), dropout_p, *gen);
-    attention_forward(g, in, pointers(tag), out.data<T>(), probs.data<T>(), use_dropout ? mask.data<T>() : nullptr);
+    attention_forward(g, in, pointers(tag), out.data<T>(), probs.data<T>(), use_dropout ? mask.data<T>() : nullptr,
+                      observed);
   });
 
   std::vector<Tensor> inputs{q_in, k_in, v_in};
@@ -336,7 +352,7 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
 }
 
 Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, bool causal, double dropout_p,
-                            bool training, Generator* gen) {
+                            bool training, Generator* gen, AttentionStatistics* observed) {
   profiler::Scope scope("multi_head_attention");
   const char* op = "multi_head_attention";
   check_floating(qkv_in, op, "qkv");
@@ -368,7 +384,7 @@ Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, 
     if (use_dropout) draw_masks(mask.data<E>(), mask.numel(), dropout_p, *gen);
     const E* base = qkv.data<E>();
     attention_forward(g, in, Pointers<E>{base, base, base, nullptr}, out.data<E>(), probs.data<E>(),
-                      use_dropout ? mask.data<E>() : nullptr);
+                      use_dropout ? mask.data<E>() : nullptr, observed);
   });
 
   return attach(out, op, {qkv_in}, [qkv, probs, mask, g, in](const Tensor& g_in, const std::vector<Tensor>&) {

@@ -15,6 +15,8 @@
 
 namespace minitrain {
 
+struct AttentionStatistics;  // attention_statistics.h
+
 // Elementwise arithmetic (broadcasting).
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
@@ -170,9 +172,12 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 // Fused scaled dot-product attention: softmax(q·kᵀ·scale, causal-masked) (dropout) · v, with its own
 // backward. q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv) -> (..., Tq, Dv). With `causal`, query i
 // sees keys j <= i + (Tk - Tq), so queries at the end of a longer key sequence (a KV cache) are masked
-// correctly. Dropout on the attention weights needs `gen` when training and dropout_p > 0.
+// correctly. Dropout on the attention weights needs `gen` when training and dropout_p > 0. With
+// `observed`, the kernel also summarises the softmax rows it computed (attention_statistics.h): the
+// scores as softmax saw them and the weights before dropout; it costs one pass over the weights.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
-                                    double dropout_p = 0.0, bool training = false, Generator* gen = nullptr);
+                                    double dropout_p = 0.0, bool training = false, Generator* gen = nullptr,
+                                    AttentionStatistics* observed = nullptr);
 // With an attention mask, as torch's F.scaled_dot_product_attention: attn_mask broadcasts to
 // (..., Tq, Tk) and is either bool (true = the key takes part, false = it is masked out) or of q's dtype,
 // added to the scores (−inf masks a key; a float mask is differentiable, as a learned bias would be).
@@ -181,7 +186,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // bottom-right when Tq != Tk, as described above.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
                                     double scale, bool causal, double dropout_p = 0.0, bool training = false,
-                                    Generator* gen = nullptr);
+                                    Generator* gen = nullptr, AttentionStatistics* observed = nullptr);
 
 // The same attention for all heads of a packed projection: qkv is (B, T, 3C) holding [q | k | v] along the
 // last dim, each split into n_head blocks of C / n_head; the result is (B, T, C) with the heads side by
@@ -190,7 +195,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // packed gradient directly, without the copies between those steps. It takes no attention mask: masked
 // and cross-attention go through scaled_dot_product_attention on split heads (nn::MultiHeadAttention).
 Tensor multi_head_attention(const Tensor& qkv, int64_t n_head, double scale, bool causal, double dropout_p = 0.0,
-                            bool training = false, Generator* gen = nullptr);
+                            bool training = false, Generator* gen = nullptr, AttentionStatistics* observed = nullptr);
 
 // Joining and splitting (differentiable).
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
