@@ -25,7 +25,7 @@ Tensor MLP::forward(const Tensor& x) {
     case Activation::GeluTanh: hidden = gelu(hidden, GeluApproximation::Tanh); break;
     case Activation::Relu: hidden = relu(hidden); break;
   }
-  return drop->forward(c_proj->forward(hidden));  // (..., C)
+  return run_forward_hooks({x}, drop->forward(c_proj->forward(hidden)));  // (..., C)
 }
 
 void GPTConfig::validate() const {
@@ -65,7 +65,7 @@ std::vector<std::shared_ptr<Linear>> Block::residual_projections() const { retur
 
 Tensor Block::forward(const Tensor& x, KVCache* cache) {
   Tensor y = add(x, attn->forward(ln_1->forward(x), cache));
-  return add(y, mlp->forward(ln_2->forward(y)));
+  return run_forward_hooks({x}, add(y, mlp->forward(ln_2->forward(y))));
 }
 
 Tensor sinusoidal_positions(int64_t positions, int64_t channels, int64_t start, DType dtype) {
@@ -150,7 +150,7 @@ Tensor GPT::head(const Tensor& x) { return lm_head->forward(ln_f->forward(x)); }
 Tensor GPT::forward(const Tensor& idx) {
   Tensor x = embed(idx, 0);
   for (const auto& block : *h) x = block->forward(x);
-  return head(x);
+  return run_forward_hooks({idx}, head(x));
 }
 
 Tensor GPT::loss(const Tensor& idx, const Tensor& targets) { return cross_entropy(forward(idx), targets); }
@@ -159,7 +159,13 @@ Tensor GPT::forward_cached(const Tensor& idx, std::vector<KVCache>& caches) {
   if (caches.size() != h->size()) caches.resize(h->size());
   Tensor x = embed(idx, caches[0].length());
   for (std::size_t i = 0; i < h->size(); ++i) x = (*h)[i]->forward(x, &caches[i]);
-  return head(x);
+  return run_forward_hooks({idx}, head(x));
+}
+
+std::vector<std::shared_ptr<MultiHeadAttention>> GPT::attention_layers() const {
+  std::vector<std::shared_ptr<MultiHeadAttention>> out;
+  for (const auto& block : *h) out.push_back(block->attn);
+  return out;
 }
 
 void GPT::set_attention_path(AttentionPath path) {

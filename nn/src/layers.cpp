@@ -36,7 +36,7 @@ Tensor Linear::forward(const Tensor& x) {
   if (x.dim() < 1 || x.size(-1) != in_features)
     throw std::invalid_argument("Linear: input " + shape_str(x.shape()) + " does not end in in_features " +
                                 std::to_string(in_features));
-  return linear(x, weight, bias);
+  return run_forward_hooks({x}, linear(x, weight, bias));
 }
 
 std::string Linear::extra_repr() const {
@@ -57,7 +57,7 @@ void Embedding::reset_parameters(Generator& gen) {
   normal_(weight, 0.0, 1.0, gen);
 }
 
-Tensor Embedding::forward(const Tensor& ids) { return embedding(weight, ids); }
+Tensor Embedding::forward(const Tensor& ids) { return run_forward_hooks({ids}, embedding(weight, ids)); }
 
 std::string Embedding::extra_repr() const {
   return "(" + std::to_string(num_embeddings) + ", " + std::to_string(embedding_dim) + ")";
@@ -76,7 +76,7 @@ void LayerNorm::reset_parameters(Generator&) {
   if (bias.defined()) constant_(bias, 0.0);
 }
 
-Tensor LayerNorm::forward(const Tensor& x) { return layer_norm(x, weight, bias, eps); }
+Tensor LayerNorm::forward(const Tensor& x) { return run_forward_hooks({x}, layer_norm(x, weight, bias, eps)); }
 
 std::string LayerNorm::extra_repr() const {
   return "(" + std::to_string(dim) + ", eps=" + std::to_string(eps) + ", bias=" + (bias.defined() ? "true" : "false") + ")";
@@ -87,7 +87,7 @@ Dropout::Dropout(double p_, std::shared_ptr<Generator> gen_) : Module("Dropout")
   if (!gen) gen = std::make_shared<Generator>(default_generator().next_u64());
 }
 
-Tensor Dropout::forward(const Tensor& x) { return dropout(x, p, is_training(), *gen); }
+Tensor Dropout::forward(const Tensor& x) { return run_forward_hooks({x}, dropout(x, p, is_training(), *gen)); }
 
 std::string Dropout::extra_repr() const { return "(p=" + std::to_string(p) + ")"; }
 

@@ -171,4 +171,25 @@ std::string Module::summary() const {
   return out;
 }
 
+void HookHandle::remove() {
+  if (const std::shared_ptr<Registry> registry = registry_.lock()) registry->erase(id_);
+  registry_.reset();
+}
+
+HookHandle Module::register_forward_hook(ForwardHook hook) {
+  if (!hook) throw std::invalid_argument(type_name_ + "::register_forward_hook: the hook is empty");
+  const int64_t id = next_hook_id_++;
+  forward_hooks_->emplace(id, std::move(hook));
+  return HookHandle(forward_hooks_, id);
+}
+
+Tensor Module::run_forward_hooks(std::initializer_list<Tensor> inputs, const Tensor& output) {
+  if (forward_hooks_->empty()) return output;
+  const std::vector<Tensor> args(inputs);
+  // A copy, so that a hook may remove itself (or another) while they run.
+  const HookHandle::Registry hooks = *forward_hooks_;
+  for (const auto& [id, hook] : hooks) hook(*this, args, output);
+  return output;
+}
+
 }  // namespace minitrain::nn

@@ -30,7 +30,7 @@ class Sequential : public Module {
   Tensor forward(const Tensor& x) {
     Tensor y = x;
     for (auto& step : steps_) y = step(y);
-    return y;
+    return run_forward_hooks({x}, y);
   }
   Tensor operator()(const Tensor& x) { return forward(x); }
   std::size_t size() const { return steps_.size(); }

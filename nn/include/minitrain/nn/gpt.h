@@ -100,6 +100,7 @@ class GPT : public Module {
   std::vector<int64_t> generate(const std::vector<int64_t>& prompt, int64_t max_new_tokens, const Sampler& sample);
 
   void set_attention_path(AttentionPath path);
+  std::vector<std::shared_ptr<MultiHeadAttention>> attention_layers() const;  // h.0.attn, h.1.attn, ...
   const GPTConfig& config() const { return config_; }
   Generator& dropout_generator() { return *dropout_gen_; }
   // The closed-form parameter count (tied LM head counted once); throws std::invalid_argument when it

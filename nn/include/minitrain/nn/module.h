@@ -17,12 +17,23 @@
 // Parameters are Tensor handles registered by name; named_parameters() gives dotted names
 // ("fc1.weight"). A tensor registered under two names (tied weights) is one parameter: listed once by
 // parameters() and named_parameters() and counted once, but present under both names in state_dict().
+//
+// Forward hooks, as torch.nn.Module.register_forward_hook: a hook runs after each forward of the module
+// it is registered on, with the module, the forward's tensor inputs and its output, and may only look
+// (probes, statistics, logging). The library's modules run them; a model of your own runs its hooks by
+// ending its forward with `return run_forward_hooks({x}, y);`.
+//
+//   nn::HookHandle h = model.h->at(0)->attn->register_forward_hook(
+//       [](nn::Module& m, const std::vector<Tensor>& inputs, const Tensor& output) { ... });
+//   ...
+//   h.remove();
 #pragma once
 
 #include <minitrain/core/random.h>
 #include <minitrain/core/tensor.h>
 
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,6 +43,24 @@
 namespace minitrain::nn {
 
 using StateDict = std::map<std::string, Tensor>;
+
+class Module;
+using ForwardHook = std::function<void(Module& module, const std::vector<Tensor>& inputs, const Tensor& output)>;
+
+// Returned by register_forward_hook; remove() unregisters the hook (once; later calls, or calls after the
+// module is gone, do nothing). Dropping the handle keeps the hook, as in PyTorch.
+class HookHandle {
+ public:
+  HookHandle() = default;
+  void remove();
+
+ private:
+  friend class Module;
+  using Registry = std::map<int64_t, ForwardHook>;
+  HookHandle(std::weak_ptr<Registry> registry, int64_t id) : registry_(std::move(registry)), id_(id) {}
+  std::weak_ptr<Registry> registry_;
+  int64_t id_ = -1;
+};
 
 class Module {
  public:
@@ -82,8 +111,15 @@ class Module {
   int64_t num_parameters() const;  // elements, tied tensors once
   std::string summary() const;     // the module tree with parameter shapes and counts
 
+  // Registers a hook run after every forward of this module (not of its children), in registration order.
+  HookHandle register_forward_hook(ForwardHook hook);
+  bool has_forward_hooks() const { return !forward_hooks_->empty(); }
+
  protected:
   virtual std::string extra_repr() const { return ""; }  // "(in=4, out=8)" in the summary
+  // Runs this module's forward hooks on (inputs, output) and returns output: a forward ends with it.
+  // Without hooks it does nothing else.
+  Tensor run_forward_hooks(std::initializer_list<Tensor> inputs, const Tensor& output);
 
  private:
   void register_child(const std::string& name, std::shared_ptr<Module> module);
@@ -94,6 +130,8 @@ class Module {
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+  std::shared_ptr<HookHandle::Registry> forward_hooks_ = std::make_shared<HookHandle::Registry>();
+  int64_t next_hook_id_ = 0;
 };
 
 }  // namespace minitrain::nn
