@@ -213,10 +213,10 @@ int main(int argc, char** argv) {
     const bool bundled = std::filesystem::equivalent(f.data, MINITRAIN_DEFAULT_CORPUS);
     if (bundled) {
       data::ToyCorpus corpus;
-      f.train.entropy_floor = corpus.entropy_per_char();
+      f.train.reference_loss = {"corpus entropy", corpus.entropy_per_char()};
       spdlog::info("bundled toy corpus: entropy {:.4f} nats/char (the floor no model can beat); with a {}-char "
                    "context the reachable floor is {:.4f}",
-                   f.train.entropy_floor, f.model.block_size, corpus.block_loss_floor(f.model.block_size, 500));
+                   f.train.reference_loss.value, f.model.block_size, corpus.block_loss_floor(f.model.block_size, 500));
     }
 
     nn::GPT model(f.model);
@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
 
     std::cout << "\nfinal: val loss " << result.val_loss << " nats/char";
     if (bundled)
-      std::cout << " vs corpus entropy " << f.train.entropy_floor << " (gap " << result.val_loss - f.train.entropy_floor << ")";
+      std::cout << " vs corpus entropy " << f.train.reference_loss.value << " (gap " << result.val_loss - f.train.reference_loss.value << ")";
     std::cout << ", train loss " << result.train_loss << ", " << result.iters << " iters in " << result.seconds << " s\n";
     std::cout << "checkpoint: " << result.checkpoint << "\n";
     if (f.sample_chars > 0) {

@@ -1,8 +1,9 @@
 #include "gpt_runs.h"
 
 #include <minitrain/core/threads.h>
+#include <minitrain/train/attention_watch.h>
 #include <minitrain/train/grad_norms.h>
-#include <minitrain/train/optimizer.h>
+#include <minitrain/train/trainer.h>
 
 #include <atomic>
 #include <chrono>
@@ -30,29 +31,6 @@ void validate(const GptStudyOptions& o, double learning_rate) {
   if (!(learning_rate > 0)) fail("learning rates must be positive, got " + std::to_string(learning_rate));
 }
 
-void set_recording(nn::GPT& model, bool on) {
-  for (const auto& block : *model.h) {
-    block->attn->record_statistics = on;
-    block->attn->statistics.clear();
-  }
-}
-
-// Mean val loss over eval_iters batches drawn from the same stream at every evaluation, as Trainer.
-double val_loss(nn::GPT& model, const data::TextDataset& dataset, const GptStudyOptions& o) {
-  model.eval();
-  set_recording(model, false);
-  NoGradGuard no_grad;
-  Generator gen(o.seed + 1);
-  double total = 0;
-  for (int64_t k = 0; k < o.eval_iters; ++k) {
-    data::Batch b = dataset.get_batch(data::Split::Val, o.batch_size, o.model.block_size, gen);
-    total += model.loss(b.x, b.y).item();
-  }
-  model.train();
-  set_recording(model, true);
-  return total / static_cast<double>(o.eval_iters);
-}
-
 std::string describe(const RunResult& r) {
   char buf[96];
   std::snprintf(buf, sizeof buf, "scale %s (%.4g), lr %g, seed %llu", r.rule.label.c_str(), r.scale, r.learning_rate,
@@ -76,6 +54,8 @@ double mean_entropy(const StepRecord& step) {
   return step.layers.empty() ? NAN : total / static_cast<double>(step.layers.size());
 }
 
+// train::Trainer runs the recipe (schedule, clipping, divergence checks, evaluation); the study only
+// watches, through the trainer's hooks and the attention layers' forward hooks.
 RunResult train_gpt_run(const data::TextDataset& dataset, const GptStudyOptions& o, const ScaleRule& rule,
                         double learning_rate, const LogFn& log) {
   validate(o, learning_rate);
@@ -89,50 +69,54 @@ RunResult train_gpt_run(const data::TextDataset& dataset, const GptStudyOptions&
   r.learning_rate = learning_rate;
   r.seed = o.seed;
   nn::GPT model(config);
-  train::AdamW optimizer(model.named_parameters(),
-                         train::AdamWOptions(learning_rate).betas({o.beta1, o.beta2}).weight_decay(o.weight_decay));
-  const std::vector<Tensor> params = model.parameters();
-  Generator data_gen(o.seed);
-  model.train();
-  set_recording(model, true);
 
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t iter = 0; iter < o.iters; ++iter) {
-    if (iter % o.eval_interval == 0) r.evals.push_back({iter, val_loss(model, dataset, o)});
-    StepRecord step;
-    step.iter = iter;
-    step.lr = train::cosine_lr(iter, o.warmup_iters, o.iters, learning_rate, learning_rate * o.min_lr_ratio);
-    optimizer.set_lr(step.lr);
-    data::Batch b = dataset.get_batch(data::Split::Train, o.batch_size, config.block_size, data_gen);
-    Tensor loss = model.loss(b.x, b.y);
-    step.loss = loss.item();
-    step.grad_norm = NAN;
-    if (std::isfinite(step.loss)) {
-      loss.backward();
-      for (const auto& block : *model.h) {  // before clipping: the gradients backward produced
-        const train::QKVNorms g = train::qkv_grad_norms(*block->attn);
-        const nn::AttentionStatistics& s = block->attn->statistics.back();
-        step.layers.push_back({g.q, g.k, g.v, s.normalized_entropy, s.max_probability, s.logit_std});
-        block->attn->statistics.clear();
-      }
-      step.grad_norm = train::clip_grad_norm(params, o.grad_clip);
-    }
+  train::TrainOptions t;
+  t.max_iters = t.lr_decay_iters = o.iters;
+  t.eval_interval = o.eval_interval;
+  t.eval_iters = o.eval_iters;
+  t.log_interval = o.iters;
+  t.learning_rate = learning_rate;
+  t.min_lr = learning_rate * o.min_lr_ratio;
+  t.warmup_iters = o.warmup_iters;
+  t.weight_decay = o.weight_decay, t.beta1 = o.beta1, t.beta2 = o.beta2, t.grad_clip = o.grad_clip;
+  t.seed = o.seed;  // the batches; the initial weights come from config.seed
+  t.out_dir = "";   // nothing written: the records below are the run's output
+  t.progress = t.log = false;
+  const auto batches = [&](bool train_split, Generator& gen) {
+    data::Batch b = dataset.get_batch(train_split ? data::Split::Train : data::Split::Val, o.batch_size,
+                                      config.block_size, gen);
+    return train::TokenBatch{b.x, b.y};
+  };
+  train::Trainer trainer(model, [&](const Tensor& x, const Tensor& y) { return model.loss(x, y); }, batches, t);
+  train::AttentionWatch watch(model.attention_layers());
+  const train::NamedParameters params = model.named_parameters();
+
+  trainer.on_after_backward([&](int64_t iter, double loss) {  // before clipping: the gradients backward produced
+    StepRecord step{iter, loss, trainer.optimizer().param_groups().at(0).options().get_lr(), train::global_grad_norm(params), {}};
+    for (const train::LayerHealth& l : watch.read())
+      step.layers.push_back({l.grad_q, l.grad_k, l.grad_v, l.attention.normalized_entropy,
+                             l.attention.max_probability, l.attention.logit_std});
     r.steps.push_back(step);
-    if (!std::isfinite(step.loss) || !std::isfinite(step.grad_norm)) {
-      r.diverged = true;
-      if (log) log(describe(r) + ": diverged at iter " + std::to_string(iter));
-      break;
-    }
-    optimizer.step();
-    optimizer.zero_grad();
-    if (log && (iter + 1) % o.eval_interval == 0) {
-      char buf[128];
-      std::snprintf(buf, sizeof buf, ": iter %lld, loss %.4f, grad norm %.3g", static_cast<long long>(iter + 1),
-                    step.loss, step.grad_norm);
-      log(describe(r) + buf);
-    }
+  });
+  trainer.on_eval([&](int64_t iter, double, double val_loss) {
+    if (std::isfinite(val_loss)) r.evals.push_back({iter, val_loss});
+  });
+  trainer.on_step([&](int64_t iter, double loss) {
+    if (!log || (iter + 1) % o.eval_interval != 0) return;
+    char buf[128];
+    std::snprintf(buf, sizeof buf, ": iter %lld, loss %.4f, grad norm %.3g", static_cast<long long>(iter + 1), loss,
+                  r.steps.back().grad_norm);
+    log(describe(r) + buf);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    trainer.run();
+  } catch (const train::TrainingDiverged& e) {
+    // The step that stopped it ends the record, with a NaN loss when backward never ran for it.
+    if (r.steps.empty() || r.steps.back().iter != e.iter) r.steps.push_back({e.iter, NAN, NAN, NAN, {}});
+    r.diverged = true;
+    if (log) log(describe(r) + ": diverged at iter " + std::to_string(e.iter));
   }
-  if (!r.diverged) r.evals.push_back({o.iters, val_loss(model, dataset, o)});
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

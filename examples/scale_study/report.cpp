@@ -154,9 +154,10 @@ void gpt_setup(std::ostringstream& md, const StudyReport& r, const std::vector<R
      << ", AdamW (β = " << o.beta1 << ", " << o.beta2 << ", weight decay " << o.weight_decay << "), "
      << o.warmup_iters << " warmup steps then cosine decay to " << o.min_lr_ratio
      << "× the peak learning rate, gradients clipped to global norm " << o.grad_clip
-     << " (the recipe of `train_gpt`). Recorded at every step, before clipping: the loss, the global gradient norm, "
-        "‖∇W_q‖, ‖∇W_k‖ and ‖∇W_v‖ of every layer (`train::qkv_grad_norms`) and each layer's attention entropy "
-        "and logit spread (`MultiHeadAttention::record_statistics`). Val loss: "
+     << " (the recipe of `train_gpt`; `train::Trainer` runs it). Recorded at every step, before clipping "
+        "(`Trainer::on_after_backward`): the loss, the global gradient norm, ‖∇W_q‖, ‖∇W_k‖ and ‖∇W_v‖ of every "
+        "layer and each layer's attention entropy and logit spread as its kernel computed them in the step's forward "
+        "(`train::AttentionWatch`, through forward hooks). Val loss: "
      << o.eval_iters << " batches every " << o.eval_interval << " iterations.\n\n"
      << (r.budget_note.empty() ? "" : "Budget: " + r.budget_note + " ") << "The runs go " << o.jobs
      << " at a time, one thread each. In this run a step took "

@@ -23,12 +23,12 @@ bool broadcasts_to(const Shape& shape, const Shape& full) {
 
 
 Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
-                          double dropout_p, bool training, Generator* gen) {
-  return composed_attention(q, k, v, Tensor(), scale, causal, dropout_p, training, gen);
+                          double dropout_p, bool training, Generator* gen, AttentionStatistics* observed) {
+  return composed_attention(q, k, v, Tensor(), scale, causal, dropout_p, training, gen, observed);
 }
 
 Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask, double scale,
-                          bool causal, double dropout_p, bool training, Generator* gen) {
+                          bool causal, double dropout_p, bool training, Generator* gen, AttentionStatistics* observed) {
   constexpr double kInf = std::numeric_limits<double>::infinity();
   // scores: (..., Tq, Tk) = q kᵀ · scale
   Tensor scores = mul(matmul(q, k.transpose(-2, -1)), scale);
@@ -44,6 +44,7 @@ Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, con
     scores = masked_fill(scores, causal_mask(q.size(-2), k.size(-2), q.dtype()), -kInf);
   // A row of −inf (every key masked) gives zeros and a zero gradient: softmax's rule, not NaN.
   Tensor weights = softmax(scores, -1);
+  if (observed) *observed = attention_statistics_of(scores, weights);  // before dropout, as the kernel
   if (training && dropout_p > 0) {
     if (!gen) throw std::invalid_argument("composed_attention: dropout at training time needs a generator");
     weights = dropout(weights, dropout_p, true, *gen);
@@ -103,18 +104,28 @@ Tensor MultiHeadAttention::additive_mask(const AttentionMasks& masks, int64_t B,
   return total;
 }
 
+AttentionStatistics* MultiHeadAttention::observer() {
+  if (!has_forward_hooks()) return nullptr;
+  observed_ = AttentionStatisticsSum().mean();  // no rows yet
+  return &observed_;
+}
+
 Tensor MultiHeadAttention::attend_and_project(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) {
   const double p = options_.dropout;
-  if (record_statistics) statistics.push_back(attention_statistics(q, k, scale_, options_.causal));
+  Generator* gen = dropout_gen_.get();
   Tensor y = path == AttentionPath::Fused
-                 ? scaled_dot_product_attention(q, k, v, mask, scale_, options_.causal, p, is_training(), dropout_gen_.get())
-                 : composed_attention(q, k, v, mask, scale_, options_.causal, p, is_training(), dropout_gen_.get());
+                 ? scaled_dot_product_attention(q, k, v, mask, scale_, options_.causal, p, is_training(), gen, observer())
+                 : composed_attention(q, k, v, mask, scale_, options_.causal, p, is_training(), gen, observer());
   const int64_t B = q.size(0), T = q.size(2);
   y = y.transpose(1, 2).reshape({B, T, options_.n_embd});  // (B, nh, T, hs) -> (B, T, C): re-assemble the heads
   return resid_dropout->forward(c_proj->forward(y));
 }
 
 Tensor MultiHeadAttention::forward(const Tensor& x, KVCache* cache) {
+  return run_forward_hooks({x}, self_attention(x, cache));
+}
+
+Tensor MultiHeadAttention::self_attention(const Tensor& x, KVCache* cache) {
   // x: (B, T, C)
   if (x.dim() != 3 || x.size(2) != options_.n_embd)
     throw std::invalid_argument("MultiHeadAttention: input " + shape_str(x.shape()) + " is not (B, T, " +
@@ -122,11 +133,8 @@ Tensor MultiHeadAttention::forward(const Tensor& x, KVCache* cache) {
   const int64_t C = options_.n_embd;
   Tensor qkv = c_attn->forward(x);  // (B, T, 3C)
   if (path == AttentionPath::Fused && !cache) {  // the training path: one kernel from qkv to (B, T, C)
-    if (record_statistics)
-      statistics.push_back(attention_statistics(split_heads(qkv.narrow(2, 0, C)), split_heads(qkv.narrow(2, C, C)),
-                                                scale_, options_.causal));
     Tensor y = multi_head_attention(qkv, options_.n_head, scale_, options_.causal, options_.dropout, is_training(),
-                                    dropout_gen_.get());
+                                    dropout_gen_.get(), observer());
     return resid_dropout->forward(c_proj->forward(y));
   }
   Tensor q = split_heads(qkv.narrow(2, 0, C)), k = split_heads(qkv.narrow(2, C, C)), v = split_heads(qkv.narrow(2, 2 * C, C));
@@ -155,7 +163,7 @@ Tensor MultiHeadAttention::forward(const Tensor& query, const Tensor& key, const
   const int64_t B = query.size(0), T = query.size(1), S = key.size(1);
   const Tensor mask = additive_mask(masks, B, T, S, query.dtype());
   const bool self = query.impl() == key.impl() && key.impl() == value.impl();
-  if (self && !mask.defined()) return forward(query);  // the packed kernel on the fused path
+  if (self && !mask.defined()) return run_forward_hooks({query, key, value}, self_attention(query, nullptr));
   // c_attn's weight rows [0, C) project queries, [C, 2C) keys, [2C, 3C) values (nanoGPT's layout).
   auto project = [&](const Tensor& x, int64_t part, int64_t parts) {
     const Tensor& b = c_attn->bias;
@@ -171,7 +179,7 @@ Tensor MultiHeadAttention::forward(const Tensor& query, const Tensor& key, const
   } else {
     q = project(query, 0, 1), k = project(key, 1, 1), v = project(value, 2, 1);
   }
-  return attend_and_project(split_heads(q), split_heads(k), split_heads(v), mask);
+  return run_forward_hooks({query, key, value}, attend_and_project(split_heads(q), split_heads(k), split_heads(v), mask));
 }
 
 std::string MultiHeadAttention::extra_repr() const {

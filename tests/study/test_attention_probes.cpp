@@ -1,13 +1,17 @@
-// attention_probabilities / attention_statistics and MultiHeadAttention's opt-in recording.
+// attention_probabilities / attention_statistics, and what forward hooks on MultiHeadAttention observe.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 #include <minitrain/nn/attention.h>
+#include <minitrain/nn/attention_probes.h>
 #include <minitrain/nn/gpt.h>
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 using namespace minitrain;
 using namespace minitrain::nn;
@@ -82,39 +86,96 @@ AttentionOptions small_options(double scale) {
   o.scale = scale;
   return o;
 }
+
+// What a forward hook on a layer sees: observed_statistics() read right after the forward.
+std::vector<AttentionStatistics> watch(MultiHeadAttention& attn, const std::function<void()>& forwards) {
+  std::vector<AttentionStatistics> seen;
+  HookHandle h = attn.register_forward_hook([&](Module& m, const std::vector<Tensor>&, const Tensor&) {
+    seen.push_back(static_cast<MultiHeadAttention&>(m).observed_statistics());
+  });
+  forwards();
+  h.remove();
+  return seen;
+}
+
+// q and k of the layer's heads for input x, rebuilt from c_attn the way the layer splits them.
+std::pair<Tensor, Tensor> queries_and_keys(MultiHeadAttention& attn, const Tensor& x) {
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), hs = attn.head_size();
+  const Tensor qkv = attn.c_attn->forward(x);
+  const auto heads = [&](int64_t part) { return qkv.narrow(2, part * C, C).reshape({B, T, C / hs, hs}).transpose(1, 2); };
+  return {heads(0), heads(1)};
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  const std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
+  double worst = x.size() == y.size() ? 0.0 : INFINITY;
+  for (std::size_t i = 0; i < x.size() && i < y.size(); ++i) worst = std::max(worst, std::abs(x[i] - y[i]));
+  return worst;
+}
+
+void expect_same_statistics(const AttentionStatistics& got, const AttentionStatistics& expected, double tol) {
+  EXPECT_EQ(got.rows, expected.rows);
+  EXPECT_NEAR(got.entropy, expected.entropy, tol);
+  EXPECT_NEAR(got.normalized_entropy, expected.normalized_entropy, tol);
+  EXPECT_NEAR(got.max_probability, expected.max_probability, tol);
+  EXPECT_NEAR(got.logit_std, expected.logit_std, tol * std::max(1.0, expected.logit_std));
+}
+
 }  // namespace
 
-TEST(AttentionProbes, RecordingIsOffByDefaultAndDoesNotChangeTheOutput) {
+TEST(AttentionProbes, WithoutAHookNothingIsObservedAndTheOutputIsTheSame) {
   Generator init(3), data(4);
   MultiHeadAttention attn(small_options(0.9), nullptr, &init);
   const Tensor x = randn({2, 5, 8}, data);
-  EXPECT_FALSE(attn.record_statistics);
   const Tensor off = attn.forward(x);
-  EXPECT_TRUE(attn.statistics.empty());
-  attn.record_statistics = true;
-  const Tensor on = attn.forward(x);
-  attn.forward(x);
-  ASSERT_EQ(attn.statistics.size(), 2u);  // one entry per forward
+  EXPECT_EQ(attn.observed_statistics().rows, 0);
+  EXPECT_TRUE(std::isnan(attn.observed_statistics().normalized_entropy));
+  Tensor on;
+  const auto seen = watch(attn, [&] {
+    on = attn.forward(x);
+    attn.forward(x);
+  });
+  ASSERT_EQ(seen.size(), 2u);  // one per forward
+  EXPECT_GT(seen[0].rows, 0);
   EXPECT_EQ(off.to_vector<float>(), on.to_vector<float>());
 }
 
-TEST(AttentionProbes, RecordedStatisticsAreThoseOfTheLayersQueriesAndKeys) {
-  Generator init(5), data(6);
-  MultiHeadAttention attn(small_options(0.9), nullptr, &init);
-  attn.record_statistics = true;
-  const Tensor x = randn({2, 5, 8}, data);
-  attn.forward(x);
-  // Rebuild q and k from c_attn the way the layer splits them: rows [0, C) q, [C, 2C) k.
-  const Tensor qkv = attn.c_attn->forward(x);
-  const auto heads = [&](int64_t part) { return qkv.narrow(2, part * 8, 8).reshape({2, 5, 2, 4}).transpose(1, 2); };
-  const AttentionStatistics expected = attention_statistics(heads(0), heads(1), 0.9, true);
-  const AttentionStatistics& got = attn.statistics.at(0);
-  EXPECT_EQ(got.rows, 2 * 2 * 4);  // batch · heads · rows that see ≥ 2 keys
-  EXPECT_DOUBLE_EQ(got.normalized_entropy, expected.normalized_entropy);
-  EXPECT_DOUBLE_EQ(got.max_probability, expected.max_probability);
-  EXPECT_DOUBLE_EQ(got.logit_std, expected.logit_std);
-  EXPECT_GT(got.normalized_entropy, 0.0);
-  EXPECT_LT(got.normalized_entropy, 1.0);
+// On every path, the statistics the hook reads are those of softmax(q·kᵀ·scale) for the layer's own q and
+// k at the layer's scale, and the output is the one that scale gives (composed reference): a forward that
+// applied another scale, or a probe that recomputed with the requested scale, fails one of the two.
+TEST(AttentionProbes, HooksSeeWhatEveryPathComputedAtTheLayersScale) {
+  enum class Form { Plain, Cached, General };  // forward(x); forward(x, &cache); forward(x, x, x, masks)
+  for (const double scale : {0.3, 0.9, 4.0})
+    for (const AttentionPath path : {AttentionPath::Fused, AttentionPath::Composed}) {
+      Generator init(5), data(6);
+      MultiHeadAttention attn(small_options(scale), nullptr, &init);
+      attn.to(DType::Float64);
+      attn.path = path;
+      for (const Form form : {Form::Plain, Form::Cached, Form::General}) {
+        SCOPED_TRACE("scale " + std::to_string(scale) + (path == AttentionPath::Fused ? ", fused" : ", composed") +
+                     ", form " + std::to_string(static_cast<int>(form)));
+        // A fresh input for each form, so that statistics left over from an earlier forward cannot pass.
+        const Tensor x = randn({2, 5, 8}, data, DType::Float64);
+        const auto [q, k] = queries_and_keys(attn, x);
+        const AttentionStatistics expected = attention_statistics(q, k, scale, true);
+        EXPECT_EQ(expected.rows, 2 * 2 * 4);  // batch · heads · rows that see ≥ 2 keys
+        Tensor y;
+        const auto seen = watch(attn, [&] {
+          KVCache cache;
+          const AttentionMasks every_key_takes_part{ones({1, 1, 5, 5}, DType::Bool), Tensor()};
+          y = form == Form::Plain    ? attn.forward(x)  // fused: the packed kernel; composed: split heads
+              : form == Form::Cached ? attn.forward(x, &cache)
+                                     : attn.forward(x, x, x, every_key_takes_part);  // split heads with a mask
+        });
+        ASSERT_EQ(seen.size(), 1u);
+        expect_same_statistics(seen[0], expected, 1e-12);
+
+        // And the output is the one this scale gives (the composed steps on the same q, k, v).
+        const Tensor v = attn.c_attn->forward(x).narrow(2, 16, 8).reshape({2, 5, 2, 4}).transpose(1, 2);
+        const Tensor heads = composed_attention(q, k, v, scale, true).transpose(1, 2).reshape({2, 5, 8});
+        EXPECT_LT(max_abs_diff(y, attn.c_proj->forward(heads)), 1e-12);
+      }
+    }
 }
 
 TEST(AttentionProbes, LargerScaleSharpensARealLayer) {
@@ -125,9 +186,7 @@ TEST(AttentionProbes, LargerScaleSharpensARealLayer) {
   for (int i = 0; i < 2; ++i) {
     Generator init(7);
     MultiHeadAttention attn(small_options(i == 0 ? 0.5 : 8.0), nullptr, &init);
-    attn.record_statistics = true;
-    attn.forward(x);
-    s[i] = attn.statistics.at(0);
+    s[i] = watch(attn, [&] { attn.forward(x); }).at(0);
   }
   EXPECT_LT(s[1].normalized_entropy, s[0].normalized_entropy);
   EXPECT_NEAR(s[1].logit_std / s[0].logit_std, 16.0, 1e-3);

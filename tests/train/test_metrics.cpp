@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <unistd.h>
 
@@ -107,13 +108,31 @@ TEST(MetricsPlot, HostileDirectoryNamesAreFileNamesNotCommands) {
   fs::create_directories(dir);
   write_metrics((dir / "metrics.csv").string());
 
-  const bool drawn = plot_loss_curve((dir / "metrics.csv").string(), (dir / "loss.png").string(), 1.2);
+  const bool drawn = plot_loss_curve((dir / "metrics.csv").string(), (dir / "loss.png").string(), {"corpus entropy", 1.2});
 
   for (const fs::path& canary : {quote_canary, dollar_canary, backquote_canary})
     EXPECT_FALSE(fs::exists(canary)) << canary << " was created: part of the path ran as a command";
   if (gnuplot_installed()) {
     EXPECT_TRUE(drawn);
     EXPECT_TRUE(non_empty_file(dir / "loss.png")) << "no PNG in " << dir;
+  }
+  fs::remove_all(base);
+}
+
+// The reference's label is pasted into the script's title: its quotes and other characters cannot end the
+// string and run gnuplot commands (system() would start a shell).
+TEST(MetricsPlot, ReferenceLabelCannotEscapeItsTitle) {
+  const fs::path base = scratch("label");
+  fs::create_directories(base);
+  write_metrics((base / "metrics.csv").string());
+  const fs::path canary = base / "canary_label";
+  const std::string label = "entropy'; system('touch " + canary.string() + "'); x='";
+  render_loss_curve((base / "metrics.csv").string(), (base / "loss.png").string(), {label, 1.2});
+  EXPECT_FALSE(fs::exists(canary)) << "the label ran as a command";
+  std::ifstream script(base / "loss.png.gp");
+  const std::string text((std::istreambuf_iterator<char>(script)), std::istreambuf_iterator<char>());
+  if (gnuplot_installed()) {  // without gnuplot, the script is removed
+    EXPECT_NE(text.find("title 'entropy?? system(?touch "), std::string::npos) << text;
   }
   fs::remove_all(base);
 }
@@ -131,8 +150,8 @@ TEST(MetricsPlot, RelativeNamesStartingWithPipeOrLessThanAreFilesNotCommands) {
     for (const char* d : {"<touch canary_data #", "|touch canary_output #", "<touch canary_script #"})
       fs::create_directories(d);
     write_metrics(csv);
-    piped = plot_loss_curve(csv, piped_png, NAN);      // also reads the CSV, whose name starts with '<'
-    scripted = plot_loss_curve(csv, script_png, NAN);  // runs <png>.gp, whose name starts with '<'
+    piped = plot_loss_curve(csv, piped_png);      // also reads the CSV, whose name starts with '<'
+    scripted = plot_loss_curve(csv, script_png);  // runs <png>.gp, whose name starts with '<'
   }
   for (const char* canary : {"canary_data", "canary_output", "canary_script"})
     EXPECT_FALSE(fs::exists(base / canary)) << canary << " was created: gnuplot ran part of a file name";
@@ -151,8 +170,8 @@ TEST(MetricsPlot, MissingGnuplotIsReportedAsNotInstalledAndLeavesNothingBehind) 
   {
     ScopedEnv path("PATH", (base / "empty_path").string());
     EXPECT_FALSE(gnuplot_installed());
-    result = render_loss_curve((base / "metrics.csv").string(), (base / "loss.png").string(), NAN);
-    EXPECT_FALSE(plot_loss_curve((base / "metrics.csv").string(), (base / "loss.png").string(), NAN));
+    result = render_loss_curve((base / "metrics.csv").string(), (base / "loss.png").string());
+    EXPECT_FALSE(plot_loss_curve((base / "metrics.csv").string(), (base / "loss.png").string()));
   }
   EXPECT_EQ(result.status, GnuplotResult::Status::not_installed) << result.error;
   EXPECT_FALSE(fs::exists(base / "loss.png"));
@@ -165,11 +184,11 @@ TEST(MetricsPlot, GnuplotFailingIsReportedWithItsMessage) {
   if (!gnuplot_installed()) GTEST_SKIP() << "gnuplot is not installed";
   const fs::path base = scratch("failing");
   const GnuplotResult result =
-      render_loss_curve((base / "no_such.csv").string(), (base / "no_such_dir" / "loss.png").string(), NAN);
+      render_loss_curve((base / "no_such.csv").string(), (base / "no_such_dir" / "loss.png").string());
   EXPECT_EQ(result.status, GnuplotResult::Status::failed);
   EXPECT_NE(result.error.find("cannot write"), std::string::npos) << result.error;  // the script's directory
 
-  const GnuplotResult no_data = render_loss_curve((base / "no_such.csv").string(), (base / "loss.png").string(), NAN);
+  const GnuplotResult no_data = render_loss_curve((base / "no_such.csv").string(), (base / "loss.png").string());
   EXPECT_EQ(no_data.status, GnuplotResult::Status::failed);
   EXPECT_NE(no_data.error.find("exited with status"), std::string::npos) << no_data.error;
   EXPECT_NE(no_data.error.find("no_such.csv"), std::string::npos) << "gnuplot's message is lost: " << no_data.error;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -31,7 +32,18 @@ void MetricsCsv::append(const StepMetrics& m) {
   spdlog::warn("metrics: cannot write {}: {}; training continues without metrics", path_, why);
 }
 
-GnuplotResult render_loss_curve(const std::string& csv_path, const std::string& png_path, double floor) {
+namespace {
+// The label with every character outside a plain set replaced: it is pasted into a quoted gnuplot title.
+std::string plain_label(const std::string& label) {
+  std::string out = label;
+  for (char& c : out)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string(" .,-()/").find(c) != std::string::npos)) c = '?';
+  return out;
+}
+}  // namespace
+
+GnuplotResult render_loss_curve(const std::string& csv_path, const std::string& png_path,
+                                const ReferenceLoss& reference) {
   // The script holds no file names: they reach gnuplot as ARG1 and ARG2 (gnuplot.h says why).
   const std::string script_path = png_path + ".gp";
   {
@@ -43,10 +55,10 @@ GnuplotResult render_loss_curve(const std::string& csv_path, const std::string& 
          "plot ARG2 using 1:2 skip 1 with lines lw 1 lc rgb '#9ecae1' title 'train (step)', "
          "'' using 1:6 skip 1 with linespoints lw 2 lc rgb '#3182bd' title 'train (eval)', "
          "'' using 1:7 skip 1 with linespoints lw 2 lc rgb '#e6550d' title 'val (eval)'";
-    if (std::isfinite(floor)) {
+    if (reference.defined()) {
       char line[96];
-      std::snprintf(line, sizeof line, ", %f with lines dt 2 lc rgb 'black' title 'corpus entropy'", floor);
-      f << line;
+      std::snprintf(line, sizeof line, ", %f with lines dt 2 lc rgb 'black' title '", reference.value);
+      f << line << plain_label(reference.label) << "'";
     }
     f << '\n';
     if (!f.flush()) return {GnuplotResult::Status::failed, "cannot write " + script_path + ": " + std::strerror(errno)};
@@ -59,8 +71,8 @@ GnuplotResult render_loss_curve(const std::string& csv_path, const std::string& 
   return result;
 }
 
-bool plot_loss_curve(const std::string& csv_path, const std::string& png_path, double floor) {
-  return render_loss_curve(csv_path, png_path, floor).ok();
+bool plot_loss_curve(const std::string& csv_path, const std::string& png_path, const ReferenceLoss& reference) {
+  return render_loss_curve(csv_path, png_path, reference).ok();
 }
 
 }  // namespace minitrain::train

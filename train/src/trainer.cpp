@@ -52,6 +52,7 @@ void TrainOptions::validate() const {
   in_range(beta2, 0, std::nextafter(1.0, 0.0), "beta2");
   in_range(grad_clip, 0, 1e300, "grad_clip");
   if (resume && overwrite) fail("resume and overwrite exclude each other");
+  if (resume && out_dir.empty()) fail("resume needs an out_dir to read the checkpoint from");
 }
 
 Trainer::Trainer(nn::Module& model, LossFn loss_fn, BatchSource batches, TrainOptions options,
@@ -75,6 +76,7 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, BatchSource batches, TrainOp
 std::string Trainer::checkpoint_path() const { return (std::filesystem::path(options_.out_dir) / "ckpt.safetensors").string(); }
 
 void Trainer::save(int64_t iter) {
+  if (options_.out_dir.empty()) return;  // a run that writes nothing
   if (comm_->is_root()) {
     std::map<std::string, const Generator*> gens(generators_.begin(), generators_.end());
     save_checkpoint(checkpoint_path(), iter, model_, optimizer_.get(), gens, metadata_);
@@ -93,12 +95,13 @@ void Trainer::check_finite_weights(int64_t iter, bool live) {
     for (double v : p.to_vector<double>())
       if (!std::isfinite(v)) {
         if (live) std::printf("\n");
-        throw TrainingDiverged("training stopped at iter " + std::to_string(iter) + ": parameter '" + name +
+        throw TrainingDiverged(iter, "training stopped at iter " + std::to_string(iter) + ": parameter '" + name +
                                "' is not finite; nothing was saved from it; " + kept_checkpoint());
       }
 }
 
 void Trainer::prepare_out_dir() {
+  if (options_.out_dir.empty()) return;
   std::error_code ec;
   // Checked on every rank (all of them see out_dir when resuming), so that they all stop together.
   if (!options_.resume && !options_.overwrite && std::filesystem::exists(checkpoint_path(), ec))
@@ -107,7 +110,7 @@ void Trainer::prepare_out_dir() {
   if (!comm_->is_root()) return;
   std::filesystem::create_directories(options_.out_dir);
   const int stale = remove_stale_temporaries(checkpoint_path());
-  if (stale > 0)
+  if (stale > 0 && options_.log)
     spdlog::info("removed {} temporary checkpoint file{} left by killed runs in {}", stale, stale == 1 ? "" : "s",
                  options_.out_dir);
   // A fresh run's metrics start afresh too (the old rows would mix two runs in one curve).
@@ -134,7 +137,7 @@ void Trainer::diverged(int64_t iter, const std::vector<double>& loss_and_finite,
   if (what.empty())
     what = "gradient norm is not finite after averaging over " + std::to_string(comm_->size()) + " ranks (grad norm " +
            std::to_string(norm) + ")";
-  throw TrainingDiverged("training stopped at iter " + std::to_string(iter) + ": " + what + "; " + kept_checkpoint());
+  throw TrainingDiverged(iter, "training stopped at iter " + std::to_string(iter) + ": " + what + "; " + kept_checkpoint());
 }
 
 std::pair<double, double> Trainer::estimate_loss() {
@@ -183,12 +186,14 @@ TrainResult Trainer::run() {
     restore_checkpoint(c, model_, optimizer_.get(), generators_);
     iter = c.iter;
     last_saved_iter_ = iter;
-    if (root) spdlog::info("resumed from {} at iter {}", checkpoint_path(), iter);
+    if (root && options_.log) spdlog::info("resumed from {} at iter {}", checkpoint_path(), iter);
   }
   if (comm_->distributed()) comm_->broadcast(model_.parameters());  // rank 0's parameters everywhere
   std::unique_ptr<MetricsCsv> metrics;
-  if (root) metrics = std::make_unique<MetricsCsv>((std::filesystem::path(options_.out_dir) / "metrics.csv").string());
-  const bool live = root && options_.progress && isatty(fileno(stdout));
+  if (root && !options_.out_dir.empty())
+    metrics = std::make_unique<MetricsCsv>((std::filesystem::path(options_.out_dir) / "metrics.csv").string());
+  const bool live = root && options_.log && options_.progress && isatty(fileno(stdout));
+  const bool log = root && options_.log;
   model_.train();
   TrainResult result;
   const auto start = Clock::now();
@@ -206,28 +211,30 @@ TrainResult Trainer::run() {
       result.train_loss = train_loss;
       result.val_loss = val_loss;
       if (live) std::printf("\n");
-      if (root && std::isfinite(options_.entropy_floor))
-        spdlog::info("iter {}: train loss {:.4f}, val loss {:.4f} (corpus entropy {:.4f}, gap {:.4f})", iter, train_loss,
-                     val_loss, options_.entropy_floor, val_loss - options_.entropy_floor);
-      else if (root)
+      const ReferenceLoss& reference = options_.reference_loss;
+      if (log && reference.defined())
+        spdlog::info("iter {}: train loss {:.4f}, val loss {:.4f} ({} {:.4f}, gap {:.4f})", iter, train_loss, val_loss,
+                     reference.label, reference.value, val_loss - reference.value);
+      else if (log)
         spdlog::info("iter {}: train loss {:.4f}, val loss {:.4f}", iter, train_loss, val_loss);
       StepMetrics m;
       m.iter = iter;
       m.train_eval = train_loss;
       m.val_eval = val_loss;
       if (metrics) metrics->append(m);
+      if (on_eval_) on_eval_(iter, train_loss, val_loss);
       // Evaluation runs before the step's own divergence check, so a model that diverged in the last
       // step shows up here first: never save it, and never call it good.
       if (!std::isfinite(train_loss) || !std::isfinite(val_loss)) {
         optimizer_->zero_grad();
-        throw TrainingDiverged("training stopped at iter " + std::to_string(iter) +
+        throw TrainingDiverged(iter, "training stopped at iter " + std::to_string(iter) +
                                ": the evaluation loss is not finite (train " + std::to_string(train_loss) + ", val " +
                                std::to_string(val_loss) + "); " + kept_checkpoint());
       }
       if (iter > first_iter || iter == options_.max_iters) {
         check_finite_weights(iter, live);
         save(iter);
-        result.checkpoint = checkpoint_path();
+        if (!options_.out_dir.empty()) result.checkpoint = checkpoint_path();
       }
     }
     if (iter >= options_.max_iters) break;
@@ -247,12 +254,13 @@ TrainResult Trainer::run() {
       }
       if (!finite) diverged(iter, all, NAN, live);
     }
+    if (on_after_backward_ && std::isfinite(loss)) on_after_backward_(iter, loss);
     const double norm = clip_grad_norm(params, options_.grad_clip);
     if (averager_ && !std::isfinite(norm)) diverged(iter, {}, norm, live);
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       optimizer_->zero_grad();
       if (live) std::printf("\n");
-      throw TrainingDiverged("training stopped at iter " + std::to_string(iter) + ": " +
+      throw TrainingDiverged(iter, "training stopped at iter " + std::to_string(iter) + ": " +
                              (!std::isfinite(loss) ? "loss" : "gradient norm") + " is not finite (loss " +
                              std::to_string(loss) + ", grad norm " + std::to_string(norm) +
                              "); " + kept_checkpoint());
@@ -275,13 +283,13 @@ TrainResult Trainer::run() {
       m.lr = lr;
       m.grad_norm = norm;
       m.tokens_per_sec = tok_s;
-      metrics->append(m);
+      if (metrics) metrics->append(m);
       if (live) {
         std::printf("\riter %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s   ",
                     static_cast<long long>(iter), static_cast<long long>(options_.max_iters), loss, lr, norm, tok_s,
                     format_duration(eta).c_str());
         std::fflush(stdout);
-      } else {
+      } else if (log) {
         spdlog::info("iter {}: loss {:.4f}, lr {:.2e}, grad norm {:.3f}, {:.0f} tok/s, ETA {}", iter, loss, lr, norm,
                      tok_s, format_duration(eta));
       }
@@ -294,12 +302,12 @@ TrainResult Trainer::run() {
   const std::string png = (std::filesystem::path(options_.out_dir) / "loss.png").string();
   // A failed metrics file was reported when it failed; plotting it would only report it again.
   if (metrics && !metrics->failed()) {
-    const GnuplotResult plot = render_loss_curve(metrics->path(), png, options_.entropy_floor);
-    if (plot.ok())
+    const GnuplotResult plot = render_loss_curve(metrics->path(), png, options_.reference_loss);
+    if (plot.ok() && log)
       spdlog::info("loss curve: {}", png);
-    else if (plot.status == GnuplotResult::Status::not_installed)
+    else if (plot.status == GnuplotResult::Status::not_installed && log)
       spdlog::info("loss curve: not drawn, gnuplot is not installed");
-    else
+    else if (!plot.ok())
       spdlog::warn("loss curve: cannot draw {}: {}", png, plot.error);
   }
   return result;

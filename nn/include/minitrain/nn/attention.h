@@ -13,7 +13,7 @@
 // zero gradient to the scores.
 #pragma once
 
-#include <minitrain/nn/attention_probes.h>
+#include <minitrain/core/attention_statistics.h>
 #include <minitrain/nn/layers.h>
 
 #include <limits>
@@ -69,12 +69,15 @@ class MultiHeadAttention : public Module {
   double scale() const { return scale_; }
   int64_t head_size() const { return options_.n_embd / options_.n_head; }
   AttentionPath path = AttentionPath::Fused;
-  // Opt-in probe (off by default, and then forward does no extra work): while true, every forward
-  // appends attention_statistics of its q and k (all heads and rows pooled) to `statistics`. It costs
-  // one more q·kᵀ and softmax without a graph. The statistics apply the causal mask only, not attn_mask or
-  // key_padding_mask. Clear `statistics` yourself; it grows by one per call.
-  bool record_statistics = false;
-  std::vector<AttentionStatistics> statistics;
+  // What the last forward's softmax did, all heads and rows pooled (core/attention_statistics.h): computed
+  // by the attention kernel from the scores and weights it used (scale and masks applied), for the forward
+  // hooks to read. Filled only while a forward hook is registered on this layer (otherwise forward does no
+  // extra work, and the statistics are NaN with rows = 0).
+  //
+  //   attn.register_forward_hook([](nn::Module& m, const std::vector<Tensor>&, const Tensor&) {
+  //     const auto& s = static_cast<nn::MultiHeadAttention&>(m).observed_statistics();  // s.normalized_entropy, ...
+  //   });
+  const AttentionStatistics& observed_statistics() const { return observed_; }
   std::shared_ptr<Linear> c_attn, c_proj;
   std::shared_ptr<Dropout> resid_dropout;
 
@@ -82,22 +85,28 @@ class MultiHeadAttention : public Module {
   std::string extra_repr() const override;
 
  private:
+  // forward(x, cache) without running the hooks
+  Tensor self_attention(const Tensor& x, KVCache* cache);
   // q (B, nh, T, hs), k/v (B, nh, S, hs), additive mask or undefined -> (B, T, C) after c_proj
   Tensor attend_and_project(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask);
+  AttentionStatistics* observer();  // where the kernel writes its statistics: &observed_ while hooked, else null
   Tensor split_heads(const Tensor& x) const;  // (B, T, C) -> (B, nh, T, hs)
   Tensor additive_mask(const AttentionMasks& masks, int64_t B, int64_t T, int64_t S, DType dtype) const;
   AttentionOptions options_;
   double scale_;
+  AttentionStatistics observed_ = AttentionStatisticsSum().mean();
   std::shared_ptr<Generator> dropout_gen_;
 };
 
 // The composed attention steps, shared with the scale study and the worked example in tests/nn:
 // softmax(q·kᵀ·scale + attn_mask, with the causal mask) (dropout) · v. q (..., Tq, D), k/v (..., Tk, D);
 // attn_mask as in scaled_dot_product_attention (bool: true = take part; float: added), or undefined.
-// It is the readable reference the fused kernel is tested against, masks included.
+// It is the readable reference the fused kernel is tested against, masks and `observed` included.
 Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale, bool causal,
-                          double dropout_p = 0.0, bool training = false, Generator* gen = nullptr);
+                          double dropout_p = 0.0, bool training = false, Generator* gen = nullptr,
+                          AttentionStatistics* observed = nullptr);
 Tensor composed_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask, double scale,
-                          bool causal, double dropout_p = 0.0, bool training = false, Generator* gen = nullptr);
+                          bool causal, double dropout_p = 0.0, bool training = false, Generator* gen = nullptr,
+                          AttentionStatistics* observed = nullptr);
 
 }  // namespace minitrain::nn

@@ -34,13 +34,23 @@ class MetricsCsv {
   bool failed_ = false;
 };
 
-// Renders train loss and eval losses from the CSV into a PNG, with a horizontal line at `floor` (the
-// corpus entropy) when finite. The gnuplot script is left beside the PNG as `<png>.gp`, to be redrawn
-// with `gnuplot -c <png>.gp <png> <csv>`. If gnuplot is not installed it does nothing and says so in
-// the result; no shell is involved (gnuplot.h).
-GnuplotResult render_loss_curve(const std::string& csv_path, const std::string& png_path, double floor);
+// A loss to compare a run with (the corpus entropy, the best any model can do on it): a dashed line on the
+// plot and a gap beside every val loss, when its value is finite. The label is the program's own text;
+// characters other than letters, digits, spaces and . , - ( ) / are drawn as '?' (nothing reaches gnuplot's parser).
+struct ReferenceLoss {
+  std::string label;
+  double value = NAN;
+  bool defined() const { return std::isfinite(value); }
+};
+
+// Renders train loss and eval losses from the CSV into a PNG, with the reference as a horizontal line
+// when defined. The gnuplot script is left beside the PNG as `<png>.gp`, to be redrawn with
+// `gnuplot -c <png>.gp <png> <csv>`. If gnuplot is not installed it does nothing and says so in the
+// result; no shell is involved (gnuplot.h).
+GnuplotResult render_loss_curve(const std::string& csv_path, const std::string& png_path,
+                                const ReferenceLoss& reference = {});
 
 // render_loss_curve(...).ok(), for callers that only ask whether a PNG was written.
-bool plot_loss_curve(const std::string& csv_path, const std::string& png_path, double floor);
+bool plot_loss_curve(const std::string& csv_path, const std::string& png_path, const ReferenceLoss& reference = {});
 
 }  // namespace minitrain::train

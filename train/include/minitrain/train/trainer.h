@@ -5,6 +5,7 @@
 #include <minitrain/core/random.h>
 #include <minitrain/nn/module.h>
 #include <minitrain/train/distributed.h>
+#include <minitrain/train/metrics.h>
 #include <minitrain/train/optimizer.h>
 
 #include <cmath>
@@ -24,14 +25,17 @@ struct TrainOptions {
   int64_t warmup_iters = 100, lr_decay_iters = 2000;
   bool decay_lr = true;
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.99, grad_clip = 1.0;
+  // Where checkpoints, metrics.csv and loss.png go. Empty: the run writes nothing (a run embedded in
+  // another program, which keeps what it needs through the hooks); resume then has nothing to read.
   std::string out_dir = "out";
   bool resume = false;
   // A fresh run (resume false) refuses to start when out_dir already holds a checkpoint, unless this is
   // set: replacing a long run's checkpoint by iteration 5 of a new one must be asked for.
   bool overwrite = false;
   uint64_t seed = 1337;
-  double entropy_floor = NAN;  // shown beside the val loss when known
-  bool progress = true;        // a live progress line when stdout is a terminal
+  ReferenceLoss reference_loss;  // e.g. the corpus entropy: its gap shown beside the val loss, and plotted
+  bool progress = true;          // a live progress line when stdout is a terminal
+  bool log = true;               // false: no log lines either (the caller reports through the hooks)
   // Data parallelism (distributed.h): with a communicator of N > 1 ranks, every rank runs the Trainer;
   // each batch drawn is the global batch, of which each rank trains on its B/N rows (shard_rows);
   // gradients and eval losses are averaged across ranks; rank 0 alone logs and writes checkpoints and
@@ -64,7 +68,8 @@ struct TrainResult {
 // weights or after a non-finite evaluation: the message names the checkpoint actually kept (file and
 // iteration) or says that this run wrote none.
 struct TrainingDiverged : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  TrainingDiverged(int64_t iter_, const std::string& what) : std::runtime_error(what), iter(iter_) {}
+  int64_t iter;  // the iteration that stopped
 };
 
 class Trainer {
@@ -82,6 +87,16 @@ class Trainer {
   // accumulated gradient is that of one batch as large as all of them. Returns the mean loss.
   double accumulate_gradients(const std::vector<TokenBatch>& micro_batches);
 
+  // Called on every rank after backward (gradients accumulated and, with several ranks, averaged) and
+  // before clipping and the optimizer step, with the iteration and the loss (mean over ranks): the
+  // gradients are those backward produced. Not called for a step whose loss is not finite.
+  void on_after_backward(std::function<void(int64_t iter, double loss)> callback) {
+    on_after_backward_ = std::move(callback);
+  }
+  // Called on every rank after each evaluation (before a non-finite one stops the run) with the losses.
+  void on_eval(std::function<void(int64_t iter, double train_loss, double val_loss)> callback) {
+    on_eval_ = std::move(callback);
+  }
   // Called on every rank after each optimizer step with the iteration and the loss (mean over ranks).
   void on_step(std::function<void(int64_t iter, double loss)> callback) { on_step_ = std::move(callback); }
   // Gradient all-reduce statistics; null for a single process.
@@ -109,7 +124,8 @@ class Trainer {
   SingleProcessCommunicator single_;  // used when options_.communicator is null
   Communicator* comm_;                // never null
   std::unique_ptr<GradientAverager> averager_;  // only with more than one rank
-  std::function<void(int64_t, double)> on_step_;
+  std::function<void(int64_t, double)> on_after_backward_, on_step_;
+  std::function<void(int64_t, double, double)> on_eval_;
   int64_t last_saved_iter_ = -1;  // the iteration of the checkpoint on disk from this run (or resumed), -1: none
 };
 
