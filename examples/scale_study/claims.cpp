@@ -49,20 +49,37 @@ std::vector<const CaseResult*> series(const std::vector<CaseResult>& cases, int6
   return s;
 }
 
-double loglog_slope(const std::vector<const CaseResult*>& s, Estimate CaseResult::*metric) {
-  if (s.size() < 2) throw std::invalid_argument("loglog_slope: need at least two cases, got " + std::to_string(s.size()));
+double loglog_slope(const std::vector<double>& x, const std::vector<double>& y) {
+  const auto fail = [](const std::string& what) { throw std::invalid_argument("loglog_slope: " + what); };
+  if (x.size() != y.size())
+    fail(std::to_string(x.size()) + " x values but " + std::to_string(y.size()) + " y values");
+  if (x.size() < 2) fail("need at least two points, got " + std::to_string(x.size()));
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (!(x[i] > 0 && y[i] > 0 && std::isfinite(x[i]) && std::isfinite(y[i])))
+      fail("point " + std::to_string(i) + fmt(" is (%g, %g); both must be positive and finite", x[i], y[i]));
+  // Centred sums: the raw ones (n·Σxy − Σx·Σy) cancel badly when log(x) is large against its spread.
+  const double n = static_cast<double>(x.size());
   double mx = 0, my = 0, sxy = 0, sxx = 0;
-  const double n = static_cast<double>(s.size());
-  for (const CaseResult* c : s) {
-    mx += std::log(static_cast<double>(c->d_k)) / n;
-    my += std::log((c->*metric).mean) / n;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    mx += std::log(x[i]) / n;
+    my += std::log(y[i]) / n;
   }
-  for (const CaseResult* c : s) {
-    const double x = std::log(static_cast<double>(c->d_k)) - mx, y = std::log((c->*metric).mean) - my;
-    sxy += x * y;
-    sxx += x * x;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double dx = std::log(x[i]) - mx, dy = std::log(y[i]) - my;
+    sxy += dx * dy;
+    sxx += dx * dx;
   }
+  if (!(sxx > 0)) fail("every x is the same, so there is no slope");
   return sxy / sxx;
+}
+
+double loglog_slope(const std::vector<const CaseResult*>& s, Estimate CaseResult::*metric) {
+  std::vector<double> d_k, values;
+  for (const CaseResult* c : s) {
+    d_k.push_back(static_cast<double>(c->d_k));
+    values.push_back((c->*metric).mean);
+  }
+  return loglog_slope(d_k, values);
 }
 
 double max_relative_deviation(const std::vector<const CaseResult*>& s, Spread CaseResult::*metric, double Spread::*field) {

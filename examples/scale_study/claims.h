@@ -13,7 +13,10 @@ namespace minitrain::study {
 const CaseResult* find_case(const std::vector<CaseResult>& cases, int64_t d_k, int64_t n, const std::string& rule);
 // The cases of one key count and rule, in increasing d_k.
 std::vector<const CaseResult*> series(const std::vector<CaseResult>& cases, int64_t n, const std::string& rule);
-// Least-squares slope of log(metric) against log(d_k) over a series (at least two cases).
+// Least-squares slope of log(y) against log(x): the exponent a of y ≈ C·x^a. Throws unless x and y have the
+// same length, at least two points, every value positive and finite, and two different x.
+double loglog_slope(const std::vector<double>& x, const std::vector<double>& y);
+// The same over a series: log(metric's mean) against log(d_k).
 double loglog_slope(const std::vector<const CaseResult*>& s, Estimate CaseResult::*metric);
 // max over the series of |metric / (mean of the series' metric) − 1|: 0.25 means ±25%.
 double max_relative_deviation(const std::vector<const CaseResult*>& s, Estimate CaseResult::*metric);

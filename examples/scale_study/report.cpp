@@ -66,15 +66,14 @@ void sweep_section(std::ostringstream& md, const StudyReport& r) {
         if (c.d_k == d && c.rule.power == p)
           md << " " << f("%.3g", c.grad_q_spread.median) << " / " << f("%.3g", c.grad_q_spread.p99) << " / "
              << f("%.1f%%", 100 * c.grad_q_spread.vanished) << " |";
-    double sx = 0, sy = 0, sxx = 0, sxy = 0, count = 0;  // least squares of log(median) on log(d_k)
+    std::vector<double> d_ks, medians;  // the slope's points; a median of 0 has no logarithm and is left out
     for (const CaseResult& c : r.sweep)
       if (c.rule.power == p && c.grad_q_spread.median > 0) {
-        const double x = std::log(static_cast<double>(c.d_k)), y = std::log(c.grad_q_spread.median);
-        sx += x, sy += y, sxx += x * x, sxy += x * y, count += 1;
+        d_ks.push_back(static_cast<double>(c.d_k));
+        medians.push_back(c.grad_q_spread.median);
       }
-    const double denominator = count * sxx - sx * sx;
-    md << " " << (count >= 2 && denominator > 0 ? f("%.2f", (count * sxy - sx * sy) / denominator) : std::string("-"))
-       << " |\n";
+    const bool two_d_ks = std::any_of(d_ks.begin(), d_ks.end(), [&](double d) { return d != d_ks.front(); });
+    md << " " << (two_d_ks ? f("%.2f", loglog_slope(d_ks, medians)) : std::string("-")) << " |\n";
   }
   md << "\n";
   if (has_plot(r, "part1_sweep.png")) md << "![the sweep c = d_k^p](part1_sweep.png)\n\n";
