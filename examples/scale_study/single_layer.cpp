@@ -66,6 +66,25 @@ struct Leaves {  // fresh leaves over the chunk's values, so each scale starts w
   }
 };
 
+// The study's loss of every sample in `in`, composed from the library's ops (what the measurements and the
+// finite-difference checks differentiate): scores = scale·q·Kᵀ, p = softmax(scores), L = Σ_b u_b·(p_b V_b) / sqrt(d).
+struct ComposedLoss {
+  Tensor score_probe;    // (B, 1, n) zeros added to the scores, a leaf: its gradient is dL/dscores
+  Tensor scores, probs;  // (B, 1, n)
+  Tensor loss;           // scalar; the samples are independent, so each one's gradients are those of its own loss
+};
+
+ComposedLoss composed_loss(const Leaves& in, const Tensor& u, double scale) {
+  const int64_t B = in.q.size(0), n = in.k.size(1), d = in.q.size(2);
+  ComposedLoss out;
+  out.score_probe = zeros({B, 1, n}, DType::Float64);
+  out.score_probe.set_requires_grad(true);
+  out.scores = add(mul(matmul(in.q, in.k.transpose(-2, -1)), scale), out.score_probe);
+  out.probs = softmax(out.scores, -1);
+  out.loss = mul(sum(mul(matmul(out.probs, in.v), u)), 1.0 / std::sqrt(static_cast<double>(d)));
+  return out;
+}
+
 double norm(const std::vector<double>& x, int64_t start, int64_t length) {
   double total = 0;
   for (int64_t i = start; i < start + length; ++i) total += x[i] * x[i];
@@ -95,15 +114,11 @@ std::vector<std::vector<double>> fused_gradients(const Chunk& c, int64_t count, 
 void measure_chunk(const Chunk& c, double scale, int64_t fd_count, double fd_step, PerScale& out) {
   const int64_t B = c.q.size(0), n = c.k.size(1), d = c.q.size(2);
   Leaves in(c, B);
-  Tensor zero_scores = zeros({B, 1, n}, DType::Float64);  // its gradient is dL/dscores
-  zero_scores.set_requires_grad(true);
-  Tensor scores = add(mul(matmul(in.q, in.k.transpose(-2, -1)), scale), zero_scores);  // (B, 1, n)
-  Tensor probs = softmax(scores, -1);                                                  // (B, 1, n)
-  Tensor loss = mul(sum(mul(matmul(probs, in.v), c.u)), 1.0 / std::sqrt(static_cast<double>(d)));
-  loss.backward();  // the samples are independent, so each one's gradients are those of its own loss
+  const ComposedLoss composed = composed_loss(in, c.u, scale);
+  composed.loss.backward();
 
-  const std::vector<double> s = scores.to_vector<double>(), p = probs.to_vector<double>();
-  const std::vector<double> gs = zero_scores.grad().to_vector<double>(), gq = in.q.grad().to_vector<double>(),
+  const std::vector<double> s = composed.scores.to_vector<double>(), p = composed.probs.to_vector<double>();
+  const std::vector<double> gs = composed.score_probe.grad().to_vector<double>(), gq = in.q.grad().to_vector<double>(),
                             gk = in.k.grad().to_vector<double>(), gv = in.v.grad().to_vector<double>();
   for (int64_t b = 0; b < B; ++b) {
     double sq = 0, mx = 0, h = 0;
@@ -167,8 +182,7 @@ SampleGradients library_gradients(const AttentionSample& x, double scale) {
   c.v = pack(c.samples, &AttentionSample::V, x.n);
   c.u = pack(c.samples, &AttentionSample::u, 1);
   Leaves in(c, 1);
-  Tensor probs = softmax(mul(matmul(in.q, in.k.transpose(-2, -1)), scale), -1);
-  mul(sum(mul(matmul(probs, in.v), c.u)), 1.0 / std::sqrt(static_cast<double>(x.d))).backward();
+  composed_loss(in, c.u, scale).loss.backward();
   return {in.q.grad().to_vector<double>(), in.k.grad().to_vector<double>(), in.v.grad().to_vector<double>()};
 }
 
