@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <sstream>
+#include <stdexcept>
 
 namespace minitrain {
 
@@ -15,6 +16,20 @@ std::string GradcheckResult::summary() const {
      << ", numeric " << numeric << ", error/tolerance " << worst_ratio << "); max abs error " << max_abs_error
      << ", max relative error " << max_relative_error;
   return os.str();
+}
+
+double central_difference(Tensor& t, int64_t index, double step, const std::function<double()>& objective) {
+  if (index < 0 || index >= t.numel())
+    throw std::invalid_argument("central_difference: index " + std::to_string(index) + " is outside a tensor of " +
+                                std::to_string(t.numel()) + " entries");
+  double* x = t.data<double>();
+  const double saved = x[index];
+  x[index] = saved + step;
+  const double plus = objective();
+  x[index] = saved - step;
+  const double minus = objective();
+  x[index] = saved;
+  return (plus - minus) / (2 * step);
 }
 
 GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Tensor>& inputs, const GradcheckOptions& options) {
@@ -28,21 +43,15 @@ GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Tensor>& input
   const Tensor upstream = randn(out.shape(), gen, DType::Float64);
   auto objective = [&](const Tensor& y) { return sum(mul(y, upstream)); };
   objective(out).backward();
+  const std::function<double()> evaluate = [&] { return objective(f(xs)).item(); };
 
   GradcheckResult result;
   NoGradGuard no_grad;
   for (std::size_t i = 0; i < xs.size(); ++i) {
     Tensor analytic = xs[i].grad().defined() ? xs[i].grad().contiguous() : zeros(xs[i].shape(), DType::Float64);
-    double* x = xs[i].data<double>();
     const double* a = analytic.data<double>();
     for (int64_t j = 0; j < xs[i].numel(); ++j) {
-      const double saved = x[j];
-      x[j] = saved + options.eps;
-      const double plus = objective(f(xs)).item();
-      x[j] = saved - options.eps;
-      const double minus = objective(f(xs)).item();
-      x[j] = saved;
-      const double numeric = (plus - minus) / (2 * options.eps);
+      const double numeric = central_difference(xs[i], j, options.eps, evaluate);
       const double err = std::fabs(a[j] - numeric);
       const double ratio = err / (options.atol + options.rtol * std::fabs(numeric));
       ++result.entries_checked;

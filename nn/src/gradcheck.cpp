@@ -3,6 +3,7 @@
 #include <minitrain/nn/gradcheck.h>
 
 #include <minitrain/core/factory.h>
+#include <minitrain/core/gradcheck.h>
 #include <minitrain/core/ops.h>
 
 #include <algorithm>
@@ -99,6 +100,7 @@ ModuleGradcheckResult gradcheck_module(Module& module, const ModuleGradcheckFn& 
   const Tensor loss = objective(out);
   const double at_start = loss.item();
   loss.backward();
+  const std::function<double()> evaluate = [&] { return objective(f(xs)).item(); };
 
   ModuleGradcheckResult result;
   NoGradGuard no_grad;
@@ -112,15 +114,8 @@ ModuleGradcheckResult gradcheck_module(Module& module, const ModuleGradcheckFn& 
     r.numel = t.numel();
     const Tensor analytic = t.grad().defined() ? t.grad().contiguous() : zeros(t.shape(), DType::Float64);
     const double* a = analytic.data<double>();
-    double* x = t.data<double>();
     for (int64_t j : sample_indices(t.numel(), options.max_entries, gen)) {
-      const double saved = x[j];
-      x[j] = saved + options.eps;
-      const double plus = objective(f(xs)).item();
-      x[j] = saved - options.eps;
-      const double minus = objective(f(xs)).item();
-      x[j] = saved;
-      const double numeric = (plus - minus) / (2 * options.eps);
+      const double numeric = central_difference(t, j, options.eps, evaluate);
       const double ratio = std::fabs(a[j] - numeric) / (options.atol + options.rtol * std::fabs(numeric));
       ++r.entries_checked;
       if (!(ratio <= 1)) r.passed = false;  // also catches NaN
@@ -131,7 +126,7 @@ ModuleGradcheckResult gradcheck_module(Module& module, const ModuleGradcheckFn& 
         r.numeric = numeric;
       }
     }
-    t.bump_version();  // written through data<double>() above (values restored, but not through the API)
+    t.bump_version();  // written in place by central_difference (values restored, but not through the API)
     result.passed = result.passed && r.passed;
     result.tensors.push_back(r);
   }

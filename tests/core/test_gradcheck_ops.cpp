@@ -341,3 +341,25 @@ TEST(Gradcheck, WorstEntryIsReported) {
   EXPECT_EQ(r.analytic, 0.0);
   EXPECT_NE(r.summary().find("FAILED"), std::string::npos);
 }
+
+// The central difference both checkers share: the derivative of a known function, the entry left exactly
+// as it was (and the version untouched: the caller decides), and clear errors.
+TEST(Gradcheck, CentralDifferenceOfACubeRestoresTheEntry) {
+  Tensor x = from_vector(std::vector<double>{0.5, -1.25, 2.0}, {3});
+  std::vector<double> seen;  // the perturbed entry, as the objective sees it
+  const auto cube_sum = [&] {
+    seen.push_back(x.to_vector<double>()[1]);
+    return sum(mul(mul(x, x), x)).item();
+  };
+  const uint64_t version = x.version();
+  const double numeric = central_difference(x, 1, 1e-4, cube_sum);
+  EXPECT_NEAR(numeric, 3 * 1.25 * 1.25, 1e-7);  // error h² = 1e-8
+  EXPECT_EQ(seen, (std::vector<double>{-1.25 + 1e-4, -1.25 - 1e-4}));
+  EXPECT_EQ(x.to_vector<double>(), (std::vector<double>{0.5, -1.25, 2.0}));
+  EXPECT_EQ(x.version(), version);
+
+  EXPECT_THROW(central_difference(x, 3, 1e-4, cube_sum), std::invalid_argument);
+  EXPECT_THROW(central_difference(x, -1, 1e-4, cube_sum), std::invalid_argument);
+  Tensor single = x.to(DType::Float32);
+  EXPECT_THROW(central_difference(single, 0, 1e-4, cube_sum), std::invalid_argument);  // not float64
+}

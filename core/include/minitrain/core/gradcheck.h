@@ -46,4 +46,10 @@ using GradcheckFn = std::function<Tensor(const std::vector<Tensor>&)>;
 GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& options = {});
 
+// The central difference (objective() at x + step − objective() at x − step) / (2·step) in entry `index`
+// (row-major) of `t`, a contiguous float64 tensor that `objective` reads. The entry is written in place
+// through data<double>() and restored to exactly x; t's version is not bumped (the caller decides).
+// Shared by gradcheck and nn::gradcheck_module. Throws for an index outside [0, numel).
+double central_difference(Tensor& t, int64_t index, double step, const std::function<double()>& objective);
+
 }  // namespace minitrain
