@@ -5,12 +5,14 @@
 //   ./build/examples/train_gpt --max_iters 5000 --out_dir out-big
 //   ./build/examples/train_gpt --resume --out_dir out  # continue from out/ckpt.safetensors
 //   mpirun -np 2 ./build/examples/train_gpt            # data-parallel: --batch_size is split across ranks
+//   ./build/examples/train_gpt --health_interval 100   # attention health per layer in metrics.csv, with warnings
 #include <minitrain/core/regular_file.h>
 #include <minitrain/core/threads.h>
 #include <minitrain/data/text_dataset.h>
 #include <minitrain/data/toy_corpus.h>
 #include <minitrain/distributed/mpi.h>
 #include <minitrain/nn/gpt.h>
+#include <minitrain/train/attention_health.h>
 #include <minitrain/train/checkpoint.h>
 #include <minitrain/train/distributed.h>
 #include <minitrain/train/gpt_config_io.h>
@@ -27,6 +29,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <thread>
 
 using namespace minitrain;
@@ -40,6 +43,7 @@ struct Flags {
   std::string data = MINITRAIN_DEFAULT_CORPUS;
   int threads = 2;  // the physical cores of the reference machine
   int64_t sample_chars = 300;
+  int64_t health_interval = 0;  // 0: off
 };
 
 // Upper limits of the flags: far beyond what this machine can train, and small enough that no product
@@ -112,6 +116,7 @@ void check_resume_flags(const CLI::App& app, const nn::GPTConfig& given, const n
   compare("--block_size", std::to_string(given.block_size), std::to_string(saved.block_size));
   compare("--bias", given.bias ? "true" : "false", saved.bias ? "true" : "false");
   compare("--dropout", std::to_string(given.dropout), std::to_string(saved.dropout));
+  compare("--attention_scale", std::to_string(given.attention_scale), std::to_string(saved.attention_scale));
   if (!differ.empty())
     throw std::invalid_argument("--resume: the model's shape comes from the checkpoint, and these flags differ from "
                                 "it: " + differ + "; drop them or start a new --out_dir");
@@ -159,6 +164,13 @@ int main(int argc, char** argv) {
       ->excludes(resume);
   auto* threads = app.add_option("--threads", f.threads, "threads for BLAS and kernels (per rank under mpirun; "
                                  "default there: the cores shared by the ranks on each machine)")->check(integer_in(1, 1024))->capture_default_str();
+  app.add_option("--attention_scale", f.model.attention_scale,
+                 "multiplies q·k in every attention layer (default: 1/sqrt(head size))")
+      ->check(number_in(1e-6, 1e6));
+  app.add_option("--health_interval", f.health_interval,
+                 "every N steps, each attention layer's entropy, logit spread and q/k/v gradient norms into "
+                 "metrics.csv and attention_health.png, with a warning when a layer saturates or its gradients "
+                 "vanish or spike (0: off)")->check(integer_in(0, kMaxIters))->capture_default_str();
   app.add_option("--sample_chars", f.sample_chars, "characters to sample at the end")->check(integer_in(0, kMaxSampleChars))->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -235,8 +247,25 @@ int main(int argc, char** argv) {
     std::map<std::string, std::string> metadata{{"gpt_config", train::gpt_config_to_json(f.model)},
                                                 {"tokenizer", dataset.tokenizer().to_string()}};
     train::Trainer trainer(model, loss, batches, f.train, {{"dropout", &model.dropout_generator()}}, metadata);
+    std::unique_ptr<train::AttentionHealth> health;
+    train::HealthThresholds thresholds;
+    thresholds.from_iter = f.train.warmup_iters;  // attention starts uniform: no verdicts during warmup
+    if (f.health_interval > 0)
+      health = std::make_unique<train::AttentionHealth>(trainer, model.attention_layers(), f.health_interval,
+                                                        thresholds, [&comm](const std::string& line) {
+                                                          if (comm.is_root()) spdlog::warn("{}", line);
+                                                        });
     train::TrainResult result = trainer.run();
     if (!comm.is_root()) return 0;
+    if (health) {
+      const train::GnuplotResult plot = health->plot(f.train.out_dir);
+      if (plot.ok())
+        spdlog::info("attention health: {} records in metrics.csv, plotted in {}", health->records(),
+                     (std::filesystem::path(f.train.out_dir) / "attention_health.png").string());
+      else
+        spdlog::info("attention health: {} records in metrics.csv (no plot: {})", health->records(),
+                     plot.status == train::GnuplotResult::Status::not_installed ? "gnuplot is not installed" : plot.error);
+    }
 
     std::cout << "\nfinal: val loss " << result.val_loss << " nats/char";
     if (bundled)

@@ -11,12 +11,23 @@
 
 namespace minitrain::train {
 
-MetricsCsv::MetricsCsv(const std::string& path) : path_(path) {
-  std::ifstream existing(path, std::ios::ate);
-  const bool fresh = !existing || existing.tellg() == 0;
+MetricsCsv::MetricsCsv(const std::string& path, const std::vector<std::string>& extra_columns)
+    : path_(path), extra_columns_(extra_columns.size()) {
+  std::string header = "iter,loss,lr,grad_norm,tokens_per_sec,train_eval,val_eval";
+  for (const std::string& column : extra_columns) header += "," + column;
+  // Only a non-empty regular file has rows to append to (a device such as /dev/full would read without
+  // end), and only its first header-length characters are read.
+  std::error_code ec;
+  const bool fresh = !std::filesystem::is_regular_file(path, ec) || std::filesystem::file_size(path, ec) == 0 || ec;
+  std::string first_line;
+  std::ifstream existing(fresh ? std::string() : path);
+  for (char c; first_line.size() <= header.size() && existing.get(c) && c != '\n';) first_line += c;
+  if (!fresh && first_line != header)
+    throw std::runtime_error("metrics file " + path + " has the columns '" + first_line + "' but this run writes '" +
+                             header + "': resume with the same options, or move the file away");
   out_.open(path, std::ios::app);
   if (!out_) throw std::runtime_error("cannot open metrics file " + path);
-  if (fresh) out_ << "iter,loss,lr,grad_norm,tokens_per_sec,train_eval,val_eval\n";
+  if (fresh) out_ << header << '\n';
 }
 
 void MetricsCsv::append(const StepMetrics& m) {
@@ -24,7 +35,9 @@ void MetricsCsv::append(const StepMetrics& m) {
   auto field = [](double v) { return std::isfinite(v) ? std::to_string(v) : std::string(); };
   errno = 0;  // the failing write(2) sets it (here or at flush, header included); a stale one would mislead
   out_ << m.iter << ',' << field(m.loss) << ',' << field(m.lr) << ',' << field(m.grad_norm) << ','
-       << field(m.tokens_per_sec) << ',' << field(m.train_eval) << ',' << field(m.val_eval) << '\n';
+       << field(m.tokens_per_sec) << ',' << field(m.train_eval) << ',' << field(m.val_eval);
+  for (std::size_t i = 0; i < extra_columns_; ++i) out_ << ',' << (i < m.extra.size() ? field(m.extra[i]) : "");
+  out_ << '\n';
   out_.flush();
   if (out_) return;
   failed_ = true;

@@ -117,6 +117,18 @@ void Trainer::prepare_out_dir() {
   if (!options_.resume) std::filesystem::remove(std::filesystem::path(options_.out_dir) / "metrics.csv", ec);
 }
 
+void Trainer::add_metric_columns(const std::vector<std::string>& names) {
+  metric_columns_.insert(metric_columns_.end(), names.begin(), names.end());
+}
+
+void Trainer::record_metrics(int64_t iter, const std::vector<double>& values) {
+  if (!metrics_) return;
+  StepMetrics m;
+  m.iter = iter;
+  m.extra = values;
+  metrics_->append(m);
+}
+
 TokenBatch Trainer::draw(bool train_split, Generator& gen) {
   TokenBatch b = batches_(train_split, gen);
   if (!comm_->distributed()) return b;
@@ -189,9 +201,11 @@ TrainResult Trainer::run() {
     if (root && options_.log) spdlog::info("resumed from {} at iter {}", checkpoint_path(), iter);
   }
   if (comm_->distributed()) comm_->broadcast(model_.parameters());  // rank 0's parameters everywhere
-  std::unique_ptr<MetricsCsv> metrics;
+  metrics_.reset();
   if (root && !options_.out_dir.empty())
-    metrics = std::make_unique<MetricsCsv>((std::filesystem::path(options_.out_dir) / "metrics.csv").string());
+    metrics_ = std::make_unique<MetricsCsv>((std::filesystem::path(options_.out_dir) / "metrics.csv").string(),
+                                            metric_columns_);
+  MetricsCsv* metrics = metrics_.get();
   const bool live = root && options_.log && options_.progress && isatty(fileno(stdout));
   const bool log = root && options_.log;
   model_.train();
@@ -222,7 +236,7 @@ TrainResult Trainer::run() {
       m.train_eval = train_loss;
       m.val_eval = val_loss;
       if (metrics) metrics->append(m);
-      if (on_eval_) on_eval_(iter, train_loss, val_loss);
+      for (const auto& callback : on_eval_) callback(iter, train_loss, val_loss);
       // Evaluation runs before the step's own divergence check, so a model that diverged in the last
       // step shows up here first: never save it, and never call it good.
       if (!std::isfinite(train_loss) || !std::isfinite(val_loss)) {
@@ -254,7 +268,8 @@ TrainResult Trainer::run() {
       }
       if (!finite) diverged(iter, all, NAN, live);
     }
-    if (on_after_backward_ && std::isfinite(loss)) on_after_backward_(iter, loss);
+    if (std::isfinite(loss))
+      for (const auto& callback : on_after_backward_) callback(iter, loss);
     const double norm = clip_grad_norm(params, options_.grad_clip);
     if (averager_ && !std::isfinite(norm)) diverged(iter, {}, norm, live);
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
@@ -268,7 +283,7 @@ TrainResult Trainer::run() {
     optimizer_->step();
     optimizer_->zero_grad();
     for (const TokenBatch& b : micro) tokens_since_log += b.x.numel() * comm_->size();
-    if (on_step_) on_step_(iter, loss);
+    for (const auto& callback : on_step_) callback(iter, loss);
 
     if (root && iter % options_.log_interval == 0) {
       const auto now = Clock::now();

@@ -32,6 +32,7 @@ class AttentionWatch {
   // Registers (true) or removes (false) the layers' hooks. Disabling forgets what was recorded.
   void set_enabled(bool on);
   bool enabled() const { return !hooks_.empty(); }
+  std::size_t size() const { return layers_.size(); }
   // Per layer, in the order given: the last training forward's statistics and the current gradients' norms
   // (call it after backward and before clipping or zero_grad).
   std::vector<LayerHealth> read() const;

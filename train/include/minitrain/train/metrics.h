@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <minitrain/train/gnuplot.h>
 
@@ -14,12 +15,15 @@ struct StepMetrics {
   int64_t iter = 0;
   double loss = NAN, lr = NAN, grad_norm = NAN, tokens_per_sec = NAN;
   double train_eval = NAN, val_eval = NAN;  // set on evaluation steps only
+  std::vector<double> extra;                // the extra columns' values, in order (missing ones: empty)
 };
 
 class MetricsCsv {
  public:
-  // Appends to `path` (writes the header if the file is new or empty). Throws if it cannot be opened.
-  explicit MetricsCsv(const std::string& path);
+  // Appends to `path` (writes the header if the file is new or empty), with `extra_columns` after the
+  // standard ones. Throws if it cannot be opened, or if the file already has another header (a resumed
+  // run that writes other columns: the rows would not line up).
+  explicit MetricsCsv(const std::string& path, const std::vector<std::string>& extra_columns = {});
   // Never throws: metrics are not worth stopping a run for. The first write that fails (a full disk)
   // is reported once with spdlog::warn, naming the file and the system error, and every later row is
   // dropped, since a CSV with holes in it would mislead more than one that stops.
@@ -30,6 +34,7 @@ class MetricsCsv {
 
  private:
   std::string path_;
+  std::size_t extra_columns_ = 0;
   std::ofstream out_;
   bool failed_ = false;
 };

@@ -14,6 +14,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace minitrain::train {
 
@@ -87,18 +88,27 @@ class Trainer {
   // accumulated gradient is that of one batch as large as all of them. Returns the mean loss.
   double accumulate_gradients(const std::vector<TokenBatch>& micro_batches);
 
-  // Called on every rank after backward (gradients accumulated and, with several ranks, averaged) and
-  // before clipping and the optimizer step, with the iteration and the loss (mean over ranks): the
-  // gradients are those backward produced. Not called for a step whose loss is not finite.
+  // Hooks. Each call adds a callback (several may listen: a probe, a logger, a benchmark's timer); they
+  // run on every rank, in the order added.
+  //
+  // After backward (gradients accumulated and, with several ranks, averaged), before clipping and the
+  // optimizer step, with the iteration and the loss (mean over ranks): the gradients are those backward
+  // produced. Not called for a step whose loss is not finite.
   void on_after_backward(std::function<void(int64_t iter, double loss)> callback) {
-    on_after_backward_ = std::move(callback);
+    on_after_backward_.push_back(std::move(callback));
   }
-  // Called on every rank after each evaluation (before a non-finite one stops the run) with the losses.
+  // After each evaluation (before a non-finite one stops the run), with the losses.
   void on_eval(std::function<void(int64_t iter, double train_loss, double val_loss)> callback) {
-    on_eval_ = std::move(callback);
+    on_eval_.push_back(std::move(callback));
   }
-  // Called on every rank after each optimizer step with the iteration and the loss (mean over ranks).
-  void on_step(std::function<void(int64_t iter, double loss)> callback) { on_step_ = std::move(callback); }
+  // After each optimizer step, with the iteration and the loss (mean over ranks).
+  void on_step(std::function<void(int64_t iter, double loss)> callback) { on_step_.push_back(std::move(callback)); }
+  // Extra metrics.csv columns (set before run()), filled by record_metrics, e.g. from a hook. A resumed run
+  // must declare the same columns as the run it continues (MetricsCsv refuses another header).
+  void add_metric_columns(const std::vector<std::string>& names);
+  // Appends a metrics.csv row at `iter` with the extra columns' values (in add_metric_columns order); the
+  // standard columns stay empty. Rank 0 writes it; elsewhere, and without an out_dir, it does nothing.
+  void record_metrics(int64_t iter, const std::vector<double>& values);
   // Gradient all-reduce statistics; null for a single process.
   const GradientAverager* gradient_averager() const { return averager_.get(); }
 
@@ -124,8 +134,10 @@ class Trainer {
   SingleProcessCommunicator single_;  // used when options_.communicator is null
   Communicator* comm_;                // never null
   std::unique_ptr<GradientAverager> averager_;  // only with more than one rank
-  std::function<void(int64_t, double)> on_after_backward_, on_step_;
-  std::function<void(int64_t, double, double)> on_eval_;
+  std::vector<std::function<void(int64_t, double)>> on_after_backward_, on_step_;
+  std::vector<std::function<void(int64_t, double, double)>> on_eval_;
+  std::vector<std::string> metric_columns_;
+  std::unique_ptr<MetricsCsv> metrics_;  // rank 0 with an out_dir, during run()
   int64_t last_saved_iter_ = -1;  // the iteration of the checkpoint on disk from this run (or resumed), -1: none
 };
 
