@@ -3,6 +3,7 @@
 #pragma once
 
 #include <minitrain/core/factory.h>
+#include <minitrain/core/gradcheck.h>
 #include <minitrain/core/ops.h>
 #include <minitrain/nn/module.h>
 
@@ -103,16 +104,9 @@ inline ModuleCheckResult module_gradcheck(nn::Module& module, const ForwardFn& f
     Tensor grad = p.grad();
     std::vector<double> analytic =
         grad.defined() ? grad.to_vector<double>() : std::vector<double>(static_cast<std::size_t>(p.numel()), 0.0);
-    double* data = p.data<double>();
     double scale = 0;
     for (int64_t j = 0; j < p.numel(); ++j) {
-      const double saved = data[j];
-      data[j] = saved + eps;
-      const double plus = objective();
-      data[j] = saved - eps;
-      const double minus = objective();
-      data[j] = saved;
-      const double numeric = (plus - minus) / (2 * eps);
+      const double numeric = central_difference(p, j, eps, objective);
       const double a = analytic[static_cast<std::size_t>(j)];
       const double ratio = std::fabs(a - numeric) / (atol + rtol * std::fabs(numeric));
       ++r.entries_checked;

@@ -318,12 +318,12 @@ TrainResult Trainer::run() {
   // A failed metrics file was reported when it failed; plotting it would only report it again.
   if (metrics && !metrics->failed()) {
     const GnuplotResult plot = render_loss_curve(metrics->path(), png, options_.reference_loss);
-    if (plot.ok() && log)
-      spdlog::info("loss curve: {}", png);
-    else if (plot.status == GnuplotResult::Status::not_installed && log)
-      spdlog::info("loss curve: not drawn, gnuplot is not installed");
-    else if (!plot.ok())
+    if (plot.status == GnuplotResult::Status::failed)
       spdlog::warn("loss curve: cannot draw {}: {}", png, plot.error);
+    else if (log && plot.ok())
+      spdlog::info("loss curve: {}", png);
+    else if (log)
+      spdlog::info("loss curve: not drawn, gnuplot is not installed");
   }
   return result;
 }

@@ -14,7 +14,7 @@
 //
 // Each kind is reported once per run (one line naming the layers and the numbers); metrics.csv has the rest.
 //
-//   train::AttentionHealth health(trainer, model.attention_layers(), {100});  // before trainer.run()
+//   train::AttentionHealth health(trainer, model.attention_layers(), 100);  // before trainer.run()
 //   trainer.run();
 //   health.plot(out_dir);  // attention_health.png from metrics.csv, when gnuplot is installed
 //
@@ -61,8 +61,8 @@ class HealthJudge {
 
 class AttentionHealth {
  public:
-  // Registers metric columns and hooks on `trainer` (call before run()).
-  // `warn` receives the warning lines (default: spdlog::warn). Throws std::invalid_argument for an
+  // Registers metric columns and hooks on `trainer` (call before run(); the hooks point here, so this object
+  // must outlive the run). `warn` receives the warning lines (default: spdlog::warn). Throws std::invalid_argument for an
   // interval below 1.
   AttentionHealth(Trainer& trainer, std::vector<std::shared_ptr<nn::MultiHeadAttention>> layers, int64_t interval,
                   HealthThresholds thresholds = {}, std::function<void(const std::string&)> warn = nullptr);
