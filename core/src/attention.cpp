@@ -351,30 +351,40 @@ Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, cons
   }, {q, k, v});
 }
 
-Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, bool causal, double dropout_p,
-                            bool training, Generator* gen, AttentionStatistics* observed) {
+namespace {
+
+// multi_head_attention and grouped_query_attention: `op` names the entry point in errors.
+Tensor packed_attention(const char* op, const Tensor& qkv_in, int64_t n_head, int64_t n_kv_head, double scale,
+                        bool causal, double dropout_p, bool training, Generator* gen, AttentionStatistics* observed) {
   profiler::Scope scope("multi_head_attention");
-  const char* op = "multi_head_attention";
   check_floating(qkv_in, op, "qkv");
-  if (qkv_in.dim() != 3 || n_head <= 0 || qkv_in.size(2) % (3 * n_head) != 0)
-    throw_arg(op, "qkv of shape " + shape_str(qkv_in.shape()) + " is not (B, T, 3C) with C a multiple of n_head " +
+  const bool grouped = n_kv_head != n_head;
+  if (n_head <= 0 || n_kv_head <= 0 || n_head % n_kv_head != 0)
+    throw_arg(op, "n_kv_head " + std::to_string(n_kv_head) + " must be positive and divide n_head " +
                       std::to_string(n_head));
+  const int64_t columns_per_size = n_head + 2 * n_kv_head;  // q heads, k heads, v heads
+  if (qkv_in.dim() != 3 || qkv_in.size(2) % columns_per_size != 0)
+    throw_arg(op, "qkv of shape " + shape_str(qkv_in.shape()) +
+                      (grouped ? " is not (B, T, (n_head + 2 n_kv_head) * head_size) with n_head " + std::to_string(n_head) +
+                                     ", n_kv_head " + std::to_string(n_kv_head)
+                               : " is not (B, T, 3C) with C a multiple of n_head " + std::to_string(n_head)));
   const bool use_dropout = training && dropout_p > 0;
   check_dropout(op, dropout_p, use_dropout, gen);
 
-  const int64_t B = qkv_in.size(0), T = qkv_in.size(1), C = qkv_in.size(2) / 3, hs = C / n_head;
+  const int64_t B = qkv_in.size(0), T = qkv_in.size(1), hs = qkv_in.size(2) / columns_per_size;
+  const int64_t C = n_head * hs, KV = n_kv_head * hs, W = C + 2 * KV, group = n_head / n_kv_head;
   const Geometry g{B * n_head, T, T, hs, hs, scale, causal};
   const Tensor qkv = qkv_in.detach().contiguous();
-  // Slice (b, h) reads rows of q, k, v at columns h·hs, C + h·hs, 2C + h·hs of batch b, and writes columns
-  // h·hs of the (B, T, C) output; the packed gradient has the input's layout.
-  auto packed = [&](int64_t row_length, int64_t column) {
+  // Slice (b, h) reads rows of q at column h·hs, of k and v at the columns of kv head h / group (so
+  // `group` query heads share one key/value head), and writes columns h·hs of the (B, T, C) output.
+  auto packed = [&](int64_t row_length, int64_t column, int64_t heads_per_block) {
     SliceLayout l;
     l.ld = row_length;
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < n_head; ++h) l.offsets.push_back(b * T * row_length + column + h * hs);
+      for (int64_t h = 0; h < n_head; ++h) l.offsets.push_back(b * T * row_length + column + (h / heads_per_block) * hs);
     return l;
   };
-  const Buffers in{packed(3 * C, 0), packed(3 * C, C), packed(3 * C, 2 * C), packed(C, 0), {}};  // no mask
+  const Buffers in{packed(W, 0, 1), packed(W, C, group), packed(W, C + KV, group), packed(C, 0, 1), {}};  // no mask
   Tensor out = make_tensor({B, T, C}, qkv.dtype());
   Tensor probs = make_tensor({g.slices, T, T}, qkv.dtype());
   Tensor mask = use_dropout ? make_tensor({g.slices, T, T}, qkv.dtype()) : Tensor();
@@ -387,18 +397,72 @@ Tensor multi_head_attention(const Tensor& qkv_in, int64_t n_head, double scale, 
                       use_dropout ? mask.data<E>() : nullptr, observed);
   });
 
-  return attach(out, op, {qkv_in}, [qkv, probs, mask, g, in](const Tensor& g_in, const std::vector<Tensor>&) {
+  return attach(out, op, {qkv_in}, [qkv, probs, mask, g, in, B, T, hs, C, KV, W, n_head, n_kv_head, group](
+                                       const Tensor& g_in, const std::vector<Tensor>&) {
     Tensor gout = g_in.contiguous();
-    Tensor dqkv = make_tensor(qkv.shape(), qkv.dtype());  // every element is written by exactly one slice
+    Tensor dqkv = make_tensor(qkv.shape(), qkv.dtype());
+    if (group == 1) {  // every element of dqkv is written by exactly one slice
+      dispatch(qkv.dtype(), [&](auto tag) {
+        using E = decltype(tag);
+        const E* base = qkv.data<E>();
+        E* d = dqkv.data<E>();
+        attention_backward(g, in, Pointers<E>{base, base, base, nullptr}, probs.data<E>(),
+                           mask.defined() ? mask.data<E>() : nullptr, in, gout.data<E>(), d, d, d);
+      });
+      return std::vector<Tensor>{dqkv};
+    }
+    // Shared kv heads: each query head's slice writes its own dK, dV (B·n_head, T, hs) — slices of one
+    // group run on different threads, so they must not accumulate into one place — and the group's
+    // contributions are then summed in head order (the same result for any thread count).
+    Tensor dk_heads = make_tensor({g.slices, T, hs}, qkv.dtype()), dv_heads = make_tensor({g.slices, T, hs}, qkv.dtype());
+    SliceLayout per_head;
+    per_head.ld = hs;
+    for (int64_t s = 0; s < g.slices; ++s) per_head.offsets.push_back(s * T * hs);
+    const Buffers grad{in.q, per_head, per_head, in.out, {}};
     dispatch(qkv.dtype(), [&](auto tag) {
       using E = decltype(tag);
       const E* base = qkv.data<E>();
       E* d = dqkv.data<E>();
-      attention_backward(g, in, Pointers<E>{base, base, base, nullptr}, probs.data<E>(), mask.defined() ? mask.data<E>() : nullptr,
-                         in, gout.data<E>(), d, d, d);
+      attention_backward(g, in, Pointers<E>{base, base, base, nullptr}, probs.data<E>(),
+                         mask.defined() ? mask.data<E>() : nullptr, grad, gout.data<E>(), d, dk_heads.data<E>(),
+                         dv_heads.data<E>());
+      const E* dk = dk_heads.data<E>();
+      const E* dv = dv_heads.data<E>();
+      parallel_for(B * n_kv_head, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t b = p / n_kv_head, kv = p % n_kv_head;
+          for (int64_t t = 0; t < T; ++t) {
+            E* dk_row = d + (b * T + t) * W + C + kv * hs;
+            E* dv_row = dk_row + KV;
+            std::fill(dk_row, dk_row + hs, E(0));
+            std::fill(dv_row, dv_row + hs, E(0));
+            for (int64_t j = 0; j < group; ++j) {
+              const int64_t offset = ((b * n_head + kv * group + j) * T + t) * hs;
+              for (int64_t c = 0; c < hs; ++c) {
+                dk_row[c] += dk[offset + c];
+                dv_row[c] += dv[offset + c];
+              }
+            }
+          }
+        }
+      });
     });
     return std::vector<Tensor>{dqkv};
   }, {qkv});
+}
+
+}  // namespace
+
+Tensor multi_head_attention(const Tensor& qkv, int64_t n_head, double scale, bool causal, double dropout_p,
+                            bool training, Generator* gen, AttentionStatistics* observed) {
+  if (n_head <= 0) throw_arg("multi_head_attention", "n_head must be positive, got n_head " + std::to_string(n_head));
+  return packed_attention("multi_head_attention", qkv, n_head, n_head, scale, causal, dropout_p, training, gen, observed);
+}
+
+Tensor grouped_query_attention(const Tensor& qkv, int64_t n_head, int64_t n_kv_head, double scale, bool causal,
+                               double dropout_p, bool training, Generator* gen, AttentionStatistics* observed) {
+  return packed_attention("grouped_query_attention", qkv, n_head, n_kv_head, scale, causal, dropout_p, training, gen,
+                          observed);
 }
 
 }  // namespace minitrain

@@ -154,6 +154,15 @@ Tensor sigmoid(const Tensor& x) {
                    [](auto, auto y) { return y * (1 - y); });
 }
 
+// SiLU (swish): x·σ(x), the gate of SwiGLU. d/dx = σ(x)·(1 + x·(1 − σ(x))).
+Tensor silu(const Tensor& x) {
+  return pointwise("silu", x, [](auto v) { return v / (1 + std::exp(-v)); },
+                   [](auto v, auto) {
+                     const auto s = 1 / (1 + std::exp(-v));
+                     return s * (1 + v * (1 - s));
+                   });
+}
+
 Tensor relu(const Tensor& x) {
   return pointwise("relu", x, [](auto v) { return v > 0 ? v : decltype(v)(0); },
                    [](auto v, auto) { return v > 0 ? 1.0 : 0.0; });

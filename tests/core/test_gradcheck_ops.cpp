@@ -78,6 +78,7 @@ std::vector<OpCase> all_cases() {
   c.push_back({"tanh", [](auto in) { return tanh(in[0]); }, {rnd({2, 3}, 24)}});
   c.push_back({"sigmoid", [](auto in) { return sigmoid(in[0]); }, {rnd({2, 3}, 25, 3.0)}});
   c.push_back({"relu_away_from_kink", [](auto in) { return relu(in[0]); }, {away_from_zero({3, 3}, 26)}});
+  c.push_back({"silu", [](auto in) { return silu(in[0]); }, {rnd({3, 4}, 182, 3.0)}});
   c.push_back({"gelu_erf", [](auto in) { return gelu(in[0]); }, {rnd({3, 4}, 27, 2.0)}});
   c.push_back({"gelu_tanh", [](auto in) { return gelu(in[0], GeluApproximation::Tanh); }, {rnd({3, 4}, 28, 2.0)}});
   c.push_back({"tanh_transposed", [T](auto in) { return tanh(T(in[0])); }, {rnd({3, 4}, 29)}});
@@ -290,6 +291,15 @@ std::vector<OpCase> all_cases() {
                }, {rnd({1, 4, 12}, 106)}});
   c.push_back({"mha_transposed_input", [](auto in) { return multi_head_attention(in[0].transpose(0, 1), 3, 0.5, true); },
                {rnd({4, 2, 18}, 107)}});
+  // --- grouped_query_attention: (n_head + 2 n_kv_head) · hs columns; 2 query heads per kv head, MQA
+  c.push_back({"gqa_causal_4_heads_2_kv", [](auto in) { return grouped_query_attention(in[0], 4, 2, 0.5, true); },
+               {rnd({2, 5, 24}, 183)}});
+  c.push_back({"mqa_not_causal_3_heads", [](auto in) { return grouped_query_attention(in[0], 3, 1, 0.45, false); },
+               {rnd({2, 4, 15}, 184)}});
+  c.push_back({"gqa_dropout", [](auto in) {
+                 Generator g(6);
+                 return grouped_query_attention(in[0], 4, 2, 0.5, true, 0.25, true, &g);
+               }, {rnd({1, 4, 16}, 185)}});
   // --- shape ops
   c.push_back({"reshape", [](auto in) { return in[0].reshape({3, -1}) * in[1]; }, {rnd({2, 6}, 73), rnd({4}, 74)}});
   c.push_back({"reshape_of_transposed", [T](auto in) { return T(in[0]).reshape({-1}); }, {rnd({3, 4}, 75)}});

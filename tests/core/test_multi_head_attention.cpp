@@ -1,6 +1,8 @@
 // multi_head_attention (the packed-qkv op) against the composition it replaces: narrow qkv into q, k, v,
 // split the heads, scaled_dot_product_attention, merge the heads. Values and the gradient of qkv must
 // agree, with and without dropout (same seed: the masks are drawn up front in (batch, head) order).
+// grouped_query_attention the same way, its reference repeating each kv head for its group of query
+// heads (Llama's repeat_kv), so the gradient of a shared kv head is the sum over its group.
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 
@@ -19,17 +21,25 @@ struct Config {
   double scale;
   bool causal;
   double dropout_p;
+  int64_t n_kv_head = 0;  // 0: n_head (multi_head_attention); else grouped_query_attention
+  int64_t kv_heads() const { return n_kv_head == 0 ? n_head : n_kv_head; }
+  int64_t width() const { return C + 2 * kv_heads() * (C / n_head); }
 };
 
-// qkv (B, T, 3C) -> (B, T, C), the readable reference.
+// qkv (B, T, C + 2 KV) -> (B, T, C), the readable reference.
 Tensor composed(const Tensor& qkv, const Config& c, Generator* gen) {
-  const int64_t hs = c.C / c.n_head;
-  auto heads = [&](int64_t part) { return qkv.narrow(2, part * c.C, c.C).reshape({c.B, c.T, c.n_head, hs}).transpose(1, 2); };
-  Tensor y = scaled_dot_product_attention(heads(0), heads(1), heads(2), c.scale, c.causal, c.dropout_p, true, gen);
+  const int64_t hs = c.C / c.n_head, nkv = c.kv_heads(), KV = nkv * hs, group = c.n_head / nkv;
+  // (B, T, heads·hs) at `column` -> (B, heads, T, hs)
+  auto heads = [&](int64_t column, int64_t n) { return qkv.narrow(2, column, n * hs).reshape({c.B, c.T, n, hs}).transpose(1, 2); };
+  // (B, nkv, T, hs) -> (B, n_head, T, hs): kv head j serves query heads j·group ... j·group + group − 1
+  auto repeat_kv = [&](const Tensor& x) { return x.unsqueeze(2).expand({c.B, nkv, group, c.T, hs}).reshape({c.B, c.n_head, c.T, hs}); };
+  Tensor y = scaled_dot_product_attention(heads(0, c.n_head), repeat_kv(heads(c.C, nkv)), repeat_kv(heads(c.C + KV, nkv)),
+                                          c.scale, c.causal, c.dropout_p, true, gen);
   return y.transpose(1, 2).reshape({c.B, c.T, c.C});
 }
 
 Tensor fused(const Tensor& qkv, const Config& c, Generator* gen) {
+  if (c.n_kv_head != 0) return grouped_query_attention(qkv, c.n_head, c.n_kv_head, c.scale, c.causal, c.dropout_p, true, gen);
   return multi_head_attention(qkv, c.n_head, c.scale, c.causal, c.dropout_p, true, gen);
 }
 
@@ -39,7 +49,7 @@ struct Run {
 
 Run run(const Config& c, DType dtype, bool use_fused) {
   Generator init(11);
-  Tensor qkv = randn({c.B, c.T, 3 * c.C}, init, dtype).set_requires_grad(true);
+  Tensor qkv = randn({c.B, c.T, c.width()}, init, dtype).set_requires_grad(true);
   Tensor upstream = randn({c.B, c.T, c.C}, init, dtype);
   Generator gen(2024);
   Tensor y = use_fused ? fused(qkv, c, &gen) : composed(qkv, c, &gen);
@@ -60,14 +70,14 @@ void expect_fused_equals_composed(const Config& c, DType dtype, double tol, cons
   ASSERT_EQ(f.out.size(), r.out.size());
   ASSERT_EQ(f.grad.size(), r.grad.size());
   const double dout = max_scaled_diff(f.out, r.out), dgrad = max_scaled_diff(f.grad, r.grad);
-  std::printf("[multi_head_attention vs composed] %s: output %.3g, grad %.3g\n", what.c_str(), dout, dgrad);
+  std::printf("[packed attention vs composed] %s: output %.3g, grad %.3g\n", what.c_str(), dout, dgrad);
   EXPECT_LE(dout, tol) << what;
   EXPECT_LE(dgrad, tol) << what;
   // Every qkv element gets a gradient (none forgotten): at least one nonzero per q, k and v block.
   double q = 0, k = 0, v = 0;
   for (std::size_t i = 0; i < f.grad.size(); ++i) {
-    const int64_t col = static_cast<int64_t>(i) % (3 * c.C);
-    (col < c.C ? q : col < 2 * c.C ? k : v) += std::fabs(f.grad[i]);
+    const int64_t col = static_cast<int64_t>(i) % c.width(), KV = c.kv_heads() * (c.C / c.n_head);
+    (col < c.C ? q : col < c.C + KV ? k : v) += std::fabs(f.grad[i]);
   }
   EXPECT_GT(q, 0) << what;
   EXPECT_GT(k, 0) << what;
@@ -94,6 +104,22 @@ TEST(MultiHeadAttention, EqualsComposedFloat32) {
 
 TEST(MultiHeadAttention, EqualsComposedFloat32WithDropout) {
   expect_fused_equals_composed({2, 16, 32, 4, 0.25, true, 0.2}, DType::Float32, 1e-5, "f32 causal dropout");
+}
+
+TEST(GroupedQueryAttention, EqualsRepeatedKvHeads) {
+  expect_fused_equals_composed({2, 5, 16, 4, 0.5, true, 0.0, 2}, DType::Float64, 1e-12, "f64 causal 4 heads 2 kv");
+  expect_fused_equals_composed({2, 5, 12, 3, 0.5, false, 0.0, 1}, DType::Float64, 1e-12, "f64 MQA not causal");
+  expect_fused_equals_composed({2, 6, 24, 6, 0.4, true, 0.3, 3}, DType::Float64, 1e-12, "f64 dropout 6 heads 3 kv");
+  expect_fused_equals_composed({2, 70, 64, 8, 0.25, true, 0.0, 2}, DType::Float32, 1e-5, "f32 causal 8 heads 2 kv");
+  // n_kv_head == n_head is multi_head_attention exactly
+  expect_fused_equals_composed({2, 5, 12, 3, 0.5, true, 0.0, 3}, DType::Float64, 1e-12, "f64 kv == heads");
+}
+
+TEST(GroupedQueryAttention, RefusesHeadsThatDoNotGroup) {
+  Tensor qkv = zeros({1, 2, 24});
+  EXPECT_THROW(grouped_query_attention(qkv, 4, 3, 0.5, true), std::invalid_argument);   // 3 does not divide 4
+  EXPECT_THROW(grouped_query_attention(qkv, 4, 0, 0.5, true), std::invalid_argument);
+  EXPECT_THROW(grouped_query_attention(zeros({1, 2, 25}), 4, 2, 0.5, true), std::invalid_argument);  // 25 % 8
 }
 
 // Not training (or p = 0): no generator needed, and the result does not depend on dropout_p.

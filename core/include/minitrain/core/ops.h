@@ -56,6 +56,7 @@ Tensor rsqrt(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
+Tensor silu(const Tensor& x);  // x·sigmoid(x), as torch.nn.functional.silu
 // Piecewise-linear functions; the gradient at their kinks is torch's. abs: 0 at x = 0. clamp: x limited to
 // [min, max] (either bound may be absent, not both; min > max gives max everywhere); the gradient passes
 // where min <= x <= max, bounds included, and is 0 at clamped entries and NaN. minimum / maximum
@@ -196,6 +197,14 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 // and cross-attention go through scaled_dot_product_attention on split heads (nn::MultiHeadAttention).
 Tensor multi_head_attention(const Tensor& qkv, int64_t n_head, double scale, bool causal, double dropout_p = 0.0,
                             bool training = false, Generator* gen = nullptr, AttentionStatistics* observed = nullptr);
+// Grouped-query attention on a packed projection (B, T, (n_head + 2 n_kv_head) · hs) holding
+// [q (n_head heads) | k (n_kv_head heads) | v (n_kv_head heads)]: query head h attends with key/value head
+// h / (n_head / n_kv_head), as torch's scaled_dot_product_attention(enable_gqa=True) and Llama's
+// repeat_kv. n_kv_head must divide n_head; n_kv_head == n_head is multi_head_attention, n_kv_head == 1
+// multi-query attention. Returns (B, T, n_head · hs).
+Tensor grouped_query_attention(const Tensor& qkv, int64_t n_head, int64_t n_kv_head, double scale, bool causal,
+                               double dropout_p = 0.0, bool training = false, Generator* gen = nullptr,
+                               AttentionStatistics* observed = nullptr);
 
 // Joining and splitting (differentiable).
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
