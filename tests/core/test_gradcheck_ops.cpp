@@ -214,6 +214,21 @@ std::vector<OpCase> all_cases() {
                {rnd({2, 4}, 68), rnd({2, 1}, 69), rnd({4}, 70)}});
   c.push_back({"layer_norm_no_affine_transposed", [T](auto in) { return layer_norm(T(in[0]), Tensor(), Tensor()); },
                {rnd({5, 3}, 71)}});
+  // --- rms norm: weight and x, no weight on a transposed view, eps of the size of the mean square
+  c.push_back({"rms_norm", [](auto in) { return rms_norm(in[0], in[1], 1e-6); }, {rnd({4, 7}, 230), rnd({7}, 231, 0.5, 1.0)}});
+  c.push_back({"rms_norm_no_weight_transposed", [T](auto in) { return rms_norm(T(in[0]), Tensor(), 1e-6); }, {rnd({5, 3}, 232)}});
+  c.push_back({"rms_norm_eps_dominant", [](auto in) { return rms_norm(in[0], in[1], 0.5); }, {rnd({2, 3, 5}, 233, 0.3), rnd({5}, 234)}});
+  // --- rotary embedding, both layouts, (B, H, T, D) with seq_dim -2 and (B, T, H, D) with -3; the tables
+  // are constants built inside (start position 2)
+  for (RotaryLayout layout : {RotaryLayout::Halves, RotaryLayout::Interleaved})
+    for (int64_t seq_dim : {-2, -3}) {
+      const std::string name = std::string("rotary_") + (layout == RotaryLayout::Halves ? "halves" : "interleaved") +
+                               (seq_dim == -2 ? "_seq_dim_minus2" : "_seq_dim_minus3");
+      c.push_back({name, [layout, seq_dim](auto in) {
+                     const auto tables = rotary_tables(6, 2, in[0].size(seq_dim), 100.0, DType::Float64);
+                     return rotary_embedding(in[0], tables.first, tables.second, layout, seq_dim);
+                   }, {rnd({2, 3, 4, 6}, seq_dim == -2 ? 235 : 236)}});
+    }
   // --- dropout with a fixed mask (generator created inside the function)
   c.push_back({"dropout", [](auto in) {
                  Generator g(7);

@@ -165,6 +165,29 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 // Layer normalisation over the last dim: (x - mean) / sqrt(var + eps) * weight + bias, with the biased
 // variance. weight and bias are (C) or undefined (then 1 and 0).
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// RMS normalisation over the last dim, as torch.nn.functional.rms_norm: x / sqrt(mean(x², last dim) + eps)
+// * weight, with weight (C) or undefined (then no gain). x (..., C) with at least one dim. torch's default
+// eps (None) is the dtype's machine epsilon: nn::RMSNorm resolves it; this op takes the number.
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
+
+// Rotary position embedding (RoPE): each pair of channels of x is rotated by position · frequency_i.
+// Interleaved pairs (x[2i], x[2i+1]), as Meta's original Llama code (complex numbers); Halves pairs
+// (x[i], x[i + D/2]), "rotate_half" as Hugging Face's apply_rotary_pos_emb. Checkpoints differ in which
+// they were trained with.
+enum class RotaryLayout { Interleaved, Halves };
+// x (..., D) with D even; T = x.size(seq_dim), seq_dim any dim before the last (negative counts from the
+// end: -2 for (B, H, T, D), -3 for (B, T, H, D)). cos and sin (T, D/2), of x's dtype, hold cos and sin of
+// position·frequency_i for the T positions of x (rotary_tables). Returns x rotated, same shape. The gradient
+// goes to x only (the rotation by the negative angle): cos and sin are constants, and a cos or sin that
+// requires grad is refused.
+Tensor rotary_embedding(const Tensor& x, const Tensor& cos, const Tensor& sin, RotaryLayout layout,
+                        int64_t seq_dim = -2);
+// The (cos, sin) tables for rotary_embedding, each (length, head_dim / 2) of `dtype`: entry (t, i) is
+// cos / sin of (start_position + t) · theta^(-2i / head_dim), the angle computed in double and then
+// converted. Any position is valid: there is no maximum, and positions past a model's trained context
+// length are computed by the same formula (whether the model generalises there is another matter).
+std::pair<Tensor, Tensor> rotary_tables(int64_t head_dim, int64_t start_position, int64_t length, double theta,
+                                        DType dtype);
 
 // Inverted dropout: zeroes each element with probability p and scales survivors by 1/(1-p);
 // the identity when !training or p == 0.
