@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -85,16 +86,19 @@ TEST(RmsNorm, EpsMattersWhereMeanSquareIsSmall) {
 }
 
 TEST(RmsNorm, LargeRowsFloat32FollowFloat64) {
-  // Rows of magnitude 1e4 and width 4096: the sum of squares (~4e11) in float32 would lose its last digits;
-  // accumulated in double the float32 result is within a few float ulps of the float64 one.
+  // Rows of magnitude 1e4 and width 16384: their sum of squares (~1.6e12) accumulated in float32 is off by
+  // ~3e-5 relative (y, dx, dw off by ~1.7e-5: measured); accumulated in double, the float32 results are
+  // within about one float32 ulp of the float64 ones (~1.4e-7 of the largest value, measured).
   Generator g(3);
-  const Tensor x = add(randn({8, 4096}, g, DType::Float64), 1e4);
-  const Tensor w = add(randn({4096}, g, DType::Float64), 1.0), up = randn({8, 4096}, g, DType::Float64);
+  const Tensor x = add(randn({8, 16384}, g, DType::Float64), 1e4);
+  const Tensor w = add(randn({16384}, g, DType::Float64), 1.0), up = randn({8, 16384}, g, DType::Float64);
   const Results f64 = run(true, x, w, up, 1e-6);
   const Results f32 = run(true, x.to(DType::Float32), w.to(DType::Float32), up.to(DType::Float32), 1e-6);
-  EXPECT_LT(scaled_error(f32.y, f64.y), 1e-6);
-  EXPECT_LT(scaled_error(f32.dx, f64.dx), 1e-6);
-  EXPECT_LT(scaled_error(f32.dw, f64.dw), 1e-5);  // sums of 8 rows
+  std::cout << "[rms_norm] float32 vs float64 on rows of 1e4: y " << scaled_error(f32.y, f64.y) << ", dx "
+            << scaled_error(f32.dx, f64.dx) << ", dw " << scaled_error(f32.dw, f64.dw) << "\n";
+  EXPECT_LT(scaled_error(f32.y, f64.y), 5e-7);
+  EXPECT_LT(scaled_error(f32.dx, f64.dx), 5e-7);
+  EXPECT_LT(scaled_error(f32.dw, f64.dw), 5e-7);
 }
 
 TEST(RmsNorm, ValuesOfAWorkedRow) {

@@ -1,7 +1,8 @@
 // Results for a given thread count are deterministic, and the splits minitrain makes (GEMMs by rows or
-// columns of C, batched GEMMs by batch, LayerNorm by rows with dw/db summed in fixed row order, attention
-// by (batch, head) slice) give the same bits on 1 and 2 threads. Shapes are chosen large enough that
-// parallel_for really splits them (its work thresholds are in matmul.cpp, layer_norm.cpp, attention.cpp).
+// columns of C, batched GEMMs by batch, LayerNorm and RMSNorm by rows with dw/db summed in fixed row order,
+// rotary embedding by rows, attention by (batch, head) slice) give the same bits on 1 and 2 threads. Shapes
+// are chosen large enough that parallel_for really splits them (its work thresholds are in matmul.cpp,
+// layer_norm.cpp, rms_norm.cpp, rotary_embedding.cpp, attention.cpp).
 #include <minitrain/core/factory.h>
 #include <minitrain/core/ops.h>
 #include <minitrain/core/threads.h>
@@ -147,6 +148,19 @@ TEST(ThreadDeterminism, LayerNormForwardAndBackward) {
                             {rnd32({4, 64, 96}, 13), rnd32({96}, 14), rnd32({96}, 15)}, "layer_norm (4,64,96)");
   expect_thread_independent([](auto in) { return layer_norm(in[0].transpose(0, 1), in[1], Tensor()); },
                             {rnd32({64, 4, 96}, 16), rnd32({96}, 17)}, "layer_norm of a transposed input, no bias");
+}
+
+// RMSNorm as LayerNorm: 256 rows of width 96, dw summed over row blocks in fixed order.
+TEST(ThreadDeterminism, RmsNormForwardAndBackward) {
+  expect_thread_independent([](auto in) { return rms_norm(in[0], in[1], 1e-6); },
+                            {rnd32({4, 64, 96}, 19), rnd32({96}, 20)}, "rms_norm (4,64,96)");
+}
+
+// Rotary embedding: 2048 rows of 64 channels, split by rows (no sums, so equal bits are the minimum).
+TEST(ThreadDeterminism, RotaryEmbeddingForwardAndBackward) {
+  const auto tables = rotary_tables(64, 0, 64, 10000.0, DType::Float32);
+  expect_thread_independent([&](auto in) { return rotary_embedding(in[0], tables.first, tables.second, RotaryLayout::Halves); },
+                            {rnd32({4, 8, 64, 64}, 21)}, "rotary_embedding (4,8,64,64)");
 }
 
 // B=2, T=64, C=128 in 4 heads: 8 slices of ~0.5 MFLOP, split over the threads.
