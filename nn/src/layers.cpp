@@ -4,6 +4,8 @@
 #include <minitrain/nn/init.h>
 
 #include <cmath>
+#include <limits>
+#include <sstream>
 #include <stdexcept>
 
 namespace minitrain::nn {
@@ -80,6 +82,40 @@ Tensor LayerNorm::forward(const Tensor& x) { return run_forward_hooks({x}, layer
 
 std::string LayerNorm::extra_repr() const {
   return "(" + std::to_string(dim) + ", eps=" + std::to_string(eps) + ", bias=" + (bias.defined() ? "true" : "false") + ")";
+}
+
+RMSNorm::RMSNorm(int64_t dim_, std::optional<double> eps_, bool elementwise_affine)
+    : Module("RMSNorm"), dim(dim_), eps(eps_) {
+  check_positive(dim_, "RMSNorm", "dim");
+  if (eps && !(*eps >= 0)) throw std::invalid_argument("RMSNorm: eps must be >= 0 (or nullopt), got " + std::to_string(*eps));
+  if (elementwise_affine) weight = register_parameter("weight", empty({dim_}));
+  reset_parameters(default_generator());
+}
+
+void RMSNorm::reset_parameters(Generator&) {
+  NoGradGuard no_grad;
+  if (weight.defined()) constant_(weight, 1.0);
+}
+
+double RMSNorm::eps_for(DType dtype) const {
+  if (eps) return *eps;
+  return dtype == DType::Float64 ? std::numeric_limits<double>::epsilon() : std::numeric_limits<float>::epsilon();
+}
+
+Tensor RMSNorm::forward(const Tensor& x) {
+  // x: (..., dim) -> (..., dim). Without a weight the op cannot see dim, so the module checks it.
+  if (x.defined() && (x.dim() < 1 || x.size(-1) != dim))
+    throw std::invalid_argument("RMSNorm: input " + shape_str(x.shape()) + " does not end in dim " + std::to_string(dim));
+  return run_forward_hooks({x}, rms_norm(x, weight, x.defined() ? eps_for(x.dtype()) : 0.0));
+}
+
+std::string RMSNorm::extra_repr() const {
+  std::ostringstream eps_text;
+  if (eps)
+    eps_text << *eps;
+  else
+    eps_text << "None";
+  return "(" + std::to_string(dim) + ", eps=" + eps_text.str() + ", elementwise_affine=" + (weight.defined() ? "true" : "false") + ")";
 }
 
 Dropout::Dropout(double p_, std::shared_ptr<Generator> gen_) : Module("Dropout"), p(p_), gen(std::move(gen_)) {

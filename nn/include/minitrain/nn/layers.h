@@ -1,10 +1,11 @@
-// The basic layers: Linear, Embedding, LayerNorm, Dropout. Each declares its own typed forward.
+// The basic layers: Linear, Embedding, LayerNorm, RMSNorm, Dropout. Each declares its own typed forward.
 #pragma once
 
 #include <minitrain/core/ops.h>
 #include <minitrain/nn/module.h>
 
 #include <memory>
+#include <optional>
 
 namespace minitrain::nn {
 
@@ -49,6 +50,25 @@ class LayerNorm : public Module {
   double eps;
   using Module::reset_parameters;
   void reset_parameters(Generator& gen) override;  // weight 1, bias 0 (draws nothing)
+
+ protected:
+  std::string extra_repr() const override;
+};
+
+// Normalises the last dim by its root mean square, as torch.nn.RMSNorm: x / sqrt(mean(x²) + eps) · weight,
+// weight (dim) 1 at start (none without elementwise_affine). eps nullopt is torch's default (eps=None): the
+// machine epsilon of the input's dtype, chosen at each forward (2^-52 for float64, 2^-23 for float32).
+class RMSNorm : public Module {
+ public:
+  explicit RMSNorm(int64_t dim, std::optional<double> eps = std::nullopt, bool elementwise_affine = true);
+  Tensor forward(const Tensor& x);  // (..., dim) -> (..., dim)
+  Tensor operator()(const Tensor& x) { return forward(x); }
+  double eps_for(DType dtype) const;  // the eps forward uses for an input of `dtype`
+  Tensor weight;                      // undefined without elementwise_affine
+  int64_t dim;
+  std::optional<double> eps;
+  using Module::reset_parameters;
+  void reset_parameters(Generator& gen) override;  // weight 1 (draws nothing)
 
  protected:
   std::string extra_repr() const override;
