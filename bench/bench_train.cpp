@@ -54,8 +54,9 @@ double peak_rss_mib() {
 std::string category(const std::string& op) {
   if (op == "matmul" || op == "linear") return "matmul";  // linear: a Linear layer's gemm, bias included
   if (op == "scaled_dot_product_attention" || op == "multi_head_attention") return "attention";
-  if (op == "layer_norm") return "layer_norm";
-  if (op == "gelu" || op == "gelu_tanh") return "gelu";
+  if (op == "layer_norm" || op == "rms_norm") return "norm";
+  if (op == "gelu" || op == "gelu_tanh" || op == "silu" || op == "relu") return "activation";
+  if (op == "rotary_embedding") return "rotary";
   if (op == "cross_entropy") return "cross_entropy";
   return "other";
 }
@@ -63,7 +64,7 @@ std::string category(const std::string& op) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config = "nano";
+  std::string config = "nano", architecture = "nanogpt";
   nn::GPTConfig c;
   int64_t batch = 0, steps = 20, warmup = 5;
   int threads = 1;
@@ -79,6 +80,10 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "untimed steps first")->check(CLI::NonNegativeNumber);
   app.add_option("--threads", threads)->check(CLI::PositiveNumber);
   app.add_option("--profile", profile, "per-op breakdown (adds a little overhead)");
+  app.add_option("--architecture", architecture,
+                 "nanogpt (the config's own) or llama (llama_style of the same sizes with QK-norm: RMSNorm, rotary, "
+                 "SwiGLU, no biases, untied head)")
+      ->check(CLI::IsMember({"nanogpt", "llama"}));
   app.parse_complete_callback([&] {
     // The named config fills in what the flags did not set.
     const bench::BenchConfig named = bench::bench_config(config);
@@ -93,12 +98,17 @@ int main(int argc, char** argv) {
   });
   CLI11_PARSE(app, argc, argv);
   set_num_threads(threads);
+  if (architecture == "llama") {
+    c = nn::llama_style(c);
+    c.qk_norm = true;
+  }
 
   nn::GPT model(c);
   train::AdamW opt(model.named_parameters(), train::AdamWOptions(1e-3).betas({0.9, 0.99}).weight_decay(0.1));
   Generator gen(0);
   const int64_t T = c.block_size, tokens = batch * T;
-  const int64_t n_params = model.num_parameters() - c.block_size * c.n_embd;  // as nanoGPT: without wpe
+  // As nanoGPT counts: without the position table (the untied head of the llama architecture is counted).
+  const int64_t n_params = model.num_parameters() - (model.wpe ? c.block_size * c.n_embd : 0);
   const double flops_per_step = (6.0 * n_params + 12.0 * c.n_layer * T * c.n_embd) * tokens;
   const double peak = sgemm_peak_gflops(threads);
 
@@ -128,11 +138,12 @@ int main(int argc, char** argv) {
   const double median = sorted[sorted.size() / 2];
   const double gflops = flops_per_step / (median * 1e-3) * 1e-9;
 
-  std::printf("config %s: n_layer %lld, n_head %lld, n_embd %lld, block %lld, batch %lld, %lld params, threads %d\n",
-              config.c_str(), (long long)c.n_layer, (long long)c.n_head, (long long)c.n_embd, (long long)T,
+  std::printf("config %s (%s): n_layer %lld, n_head %lld, n_embd %lld, block %lld, batch %lld, %lld params, threads %d\n",
+              config.c_str(), architecture.c_str(), (long long)c.n_layer, (long long)c.n_head, (long long)c.n_embd, (long long)T,
               (long long)batch, (long long)model.num_parameters(), threads);
   std::printf("step: median %.1f ms (min %.1f, max %.1f) over %lld steps\n", median, sorted.front(), sorted.back(),
               (long long)steps);
+  std::printf("step time per million parameters: %.3f ms\n", median / (static_cast<double>(n_params) * 1e-6));
   std::printf("throughput: %.0f tokens/s, %.1f GFLOP/s (%.2f GFLOP/step), %.0f%% of measured sgemm peak %.1f GFLOP/s\n",
               tokens / (median * 1e-3), gflops, flops_per_step * 1e-9, 100.0 * gflops / peak, peak);
   std::printf("peak RSS: %.1f MiB\n", peak_rss_mib());
@@ -150,7 +161,7 @@ int main(int argc, char** argv) {
     groups["optimizer"] = {optimizer_ms, 0};
     groups["other"].first += std::max(0.0, total - covered - optimizer_ms);  // graph bookkeeping, copies, ...
     std::printf("per-op time per step (forward / backward ms, share of the step):\n");
-    for (const char* name : {"matmul", "attention", "layer_norm", "gelu", "cross_entropy", "optimizer", "other"}) {
+    for (const char* name : {"matmul", "attention", "norm", "activation", "rotary", "cross_entropy", "optimizer", "other"}) {
       auto [f, b] = groups[name];
       std::printf("  %-14s %8.2f / %8.2f  %5.1f%%\n", name, f / steps, b / steps, 100.0 * (f + b) / total);
     }

@@ -133,6 +133,8 @@ int main(int argc, char** argv) {
   app.add_option("--n_layer", f.gpt.model.n_layer, "part 2: transformer blocks")->check(size)->capture_default_str();
   app.add_option("--n_embd", f.gpt.model.n_embd, "part 2: width")->check(size)->capture_default_str();
   app.add_option("--n_head", f.gpt.model.n_head, "part 2: heads (d_k = n_embd / n_head)")->check(size)->capture_default_str();
+  app.add_option("--qk_norm", f.gpt.model.qk_norm, "part 2: RMSNorm on each head of q and k before the scores (the "
+                 "scale is then a free choice)")->capture_default_str();
   app.add_option("--block_size", f.gpt.model.block_size, "part 2: context length")->check(size)->capture_default_str();
   app.add_option("--batch_size", f.gpt.batch_size, "part 2: sequences per step")->check(size)->capture_default_str();
   app.add_option("--iters", f.gpt.iters, "part 2: training steps per run")->check(count)->capture_default_str();

@@ -18,6 +18,7 @@
 #include <minitrain/train/gpt_config_io.h>
 #include <minitrain/train/trainer.h>
 
+#include "architecture_flags.h"
 #include "cli_checks.h"
 
 #include <CLI/CLI.hpp>
@@ -59,6 +60,11 @@ void validate(const Flags& f) {
   auto fail = [](const std::string& what) { throw CLI::ValidationError(what); };
   if (f.model.n_embd % f.model.n_head != 0)
     fail("--n_embd " + std::to_string(f.model.n_embd) + " is not divisible by --n_head " + std::to_string(f.model.n_head));
+  const nn::GPTConfig& m = f.model;
+  if (m.n_kv_head != 0 && m.n_head % m.n_kv_head != 0)
+    fail("--n_kv_head " + std::to_string(m.n_kv_head) + " does not divide --n_head " + std::to_string(m.n_head));
+  if (m.positional == nn::PositionalEncoding::Rotary && (m.n_embd / m.n_head) % 2 != 0)
+    fail("rotary positions need an even head size, and --n_embd / --n_head is " + std::to_string(m.n_embd / m.n_head));
   if (f.train.lr_decay_iters <= f.train.warmup_iters)
     fail("--lr_decay_iters must be larger than --warmup_iters");
   const std::string problem = regular_file_problem(f.data);
@@ -104,8 +110,11 @@ void check_memory(const Flags& f, int64_t micro_batch) {
 
 // On --resume the model's shape comes from the checkpoint: a shape flag given on the command line that
 // disagrees with it is refused, naming each, rather than silently dropped.
-void check_resume_flags(const CLI::App& app, const nn::GPTConfig& given, const nn::GPTConfig& saved) {
+void check_resume_flags(const CLI::App& app, const nn::GPTConfig& given, const nn::GPTConfig& saved,
+                        const std::vector<std::string>& architecture_flags) {
   std::string differ;
+  for (const std::string& flag : architecture_flags)
+    differ += std::string(differ.empty() ? "" : ", ") + flag + " (the architecture is the checkpoint's)";
   auto compare = [&](const char* flag, const std::string& mine, const std::string& theirs) {
     if (app.count(flag) > 0 && mine != theirs)
       differ += std::string(differ.empty() ? "" : ", ") + flag + " " + mine + " (checkpoint: " + theirs + ")";
@@ -167,6 +176,8 @@ int main(int argc, char** argv) {
   app.add_option("--attention_scale", f.model.attention_scale,
                  "multiplies q·k in every attention layer (default: 1/sqrt(head size))")
       ->check(number_in(1e-6, 1e6));
+  examples::ArchitectureFlags architecture;
+  architecture.add_to(app);
   app.add_option("--health_interval", f.health_interval,
                  "every N steps, each attention layer's entropy, logit spread and q/k/v gradient norms into "
                  "metrics.csv and attention_health.png, with a warning when a layer saturates or its gradients "
@@ -174,6 +185,7 @@ int main(int argc, char** argv) {
   app.add_option("--sample_chars", f.sample_chars, "characters to sample at the end")->check(integer_in(0, kMaxSampleChars))->capture_default_str();
   try {
     app.parse(argc, argv);
+    f.model = architecture.apply(f.model);
     validate(f);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
@@ -211,7 +223,7 @@ int main(int argc, char** argv) {
         throw std::invalid_argument("--resume: the checkpoint's vocabulary differs from " + f.data + "'s");
       const nn::GPTConfig saved = train::gpt_config_from_json(c.metadata_value("gpt_config"));
       train::check_config_matches_tensors(saved, c.model, c.path);
-      check_resume_flags(app, f.model, saved);
+      check_resume_flags(app, f.model, saved, architecture.given(app));
       f.model = saved;
     }
     // Checked with the block size the model will use (the checkpoint's when resuming), before training.

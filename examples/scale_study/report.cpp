@@ -145,7 +145,11 @@ void gpt_setup(std::ostringstream& md, const StudyReport& r, const std::vector<R
   md << "## Part 2: a GPT trained with each scale\n\n"
      << "The character-level GPT on the bundled toy corpus (`data/corpus/toy.txt`, entropy 0.6098 nats/char): "
      << m.n_layer << " layers, width " << m.n_embd << ", " << m.n_head << " heads of size d_k = " << head
-     << ", context " << m.block_size << ", no biases, no dropout, " << r.gpt_parameters << " parameters. "
+     << ", context " << m.block_size << ", no biases, no dropout, "
+     << (m.qk_norm ? "QK-norm (RMSNorm with a learned gain on each head of q and k, so |q| and |k| are fixed near "
+                     "sqrt(d_k) · gain and the scale alone sets the logits' range), "
+                   : "")
+     << r.gpt_parameters << " parameters. "
      << "Each scale and learning rate is trained from " << o.seeds << " seed" << (o.seeds == 1 ? "" : "s") << " ("
      << o.seed << (o.seeds > 1 ? " to " + std::to_string(o.seed + static_cast<uint64_t>(o.seeds) - 1) : std::string())
      << ": initial weights and batches); runs of one seed start from the same weights and see the same batches, "

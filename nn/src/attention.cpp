@@ -58,16 +58,49 @@ MultiHeadAttention::MultiHeadAttention(const AttentionOptions& options, std::sha
   if (options.n_embd <= 0 || options.n_head <= 0 || options.n_embd % options.n_head != 0)
     throw std::invalid_argument("MultiHeadAttention: n_embd " + std::to_string(options.n_embd) +
                                 " must be a positive multiple of n_head " + std::to_string(options.n_head));
+  if (options.n_kv_head < 0 || options.n_head % options.kv_heads() != 0)
+    throw std::invalid_argument("MultiHeadAttention: n_kv_head " + std::to_string(options.n_kv_head) +
+                                " must divide n_head " + std::to_string(options.n_head) + " (0 means n_head)");
+  if (options.rotary && (head_size() % 2 != 0 || !(options.rotary_theta > 0) || !std::isfinite(options.rotary_theta)))
+    throw std::invalid_argument("MultiHeadAttention: rotary positions need an even head size (got " +
+                                std::to_string(head_size()) + ") and a finite rotary_theta > 0 (got " +
+                                std::to_string(options.rotary_theta) + ")");
   // Like Dropout: each standalone layer gets its own stream from the default generator, not one shared seed.
   if (!dropout_gen_) dropout_gen_ = std::make_shared<Generator>(default_generator().next_u64());
   scale_ = std::isnan(options.scale) ? 1.0 / std::sqrt(static_cast<double>(head_size())) : options.scale;
-  c_attn = register_module("c_attn", std::make_shared<Linear>(options.n_embd, 3 * options.n_embd, options.bias, init_gen));
+  const int64_t qkv_width = options.n_embd + 2 * options.kv_heads() * head_size();
+  c_attn = register_module("c_attn", std::make_shared<Linear>(options.n_embd, qkv_width, options.bias, init_gen));
   c_proj = register_module("c_proj", std::make_shared<Linear>(options.n_embd, options.n_embd, options.bias, init_gen));
   resid_dropout = register_module("resid_dropout", std::make_shared<Dropout>(options.dropout, dropout_gen_));
+  if (options.qk_norm) {
+    q_norm = register_module("q_norm", std::make_shared<RMSNorm>(head_size(), options.qk_norm_eps));
+    k_norm = register_module("k_norm", std::make_shared<RMSNorm>(head_size(), options.qk_norm_eps));
+  }
+  if (options.rotary)
+    rotary = register_module("rotary",
+                             std::make_shared<RotaryEmbedding>(head_size(), options.rotary_theta, options.rotary_layout));
 }
 
 Tensor MultiHeadAttention::split_heads(const Tensor& x) const {
-  return x.reshape({x.size(0), x.size(1), options_.n_head, head_size()}).transpose(1, 2);
+  return x.reshape({x.size(0), x.size(1), x.size(2) / head_size(), head_size()}).transpose(1, 2);
+}
+
+Tensor MultiHeadAttention::prepare(const Tensor& x, int64_t heads, const std::shared_ptr<RMSNorm>& norm,
+                                   int64_t start) {
+  if (!norm && !rotary) return x;
+  const int64_t B = x.size(0), T = x.size(1);
+  Tensor h = x.reshape({B, T, heads, head_size()});     // (B, T, heads, hs)
+  if (norm) h = norm->forward(h);                       // each head's vector to unit RMS, times the gain
+  if (rotary) h = rotary->forward(h, start, /*seq_dim=*/-3);  // position start + t rotates row t
+  return h.reshape({B, T, heads * head_size()});
+}
+
+Tensor MultiHeadAttention::prepare_packed(const Tensor& qkv, int64_t start) {
+  if (!q_norm && !rotary) return qkv;
+  const int64_t C = options_.n_embd, KV = options_.kv_heads() * head_size();
+  return cat({prepare(qkv.narrow(2, 0, C), options_.n_head, q_norm, start),
+              prepare(qkv.narrow(2, C, KV), options_.kv_heads(), k_norm, start), qkv.narrow(2, C + KV, KV)},
+             2);
 }
 
 // The masks as one additive tensor (0 = take part, −inf = masked) broadcastable to (B, nh, T, S), or
@@ -110,14 +143,25 @@ AttentionStatistics* MultiHeadAttention::observer() {
   return &observed_;
 }
 
-Tensor MultiHeadAttention::attend_and_project(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) {
+Tensor MultiHeadAttention::attend_and_project(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                                              const Tensor& mask_in) {
   const double p = options_.dropout;
   Generator* gen = dropout_gen_.get();
+  const int64_t B = q_in.size(0), nh = options_.n_head, T = q_in.size(2), hs = head_size();
+  Tensor q = q_in, k = k_in, v = v_in, mask = mask_in;
+  const int64_t nkv = k_in.size(1), group = nh / nkv, S = k_in.size(2);
+  if (group > 1) {
+    // Grouped query heads: view q as (B, nkv, group, T, hs) and let each kv head serve its group through
+    // a stride-0 expand (no copy of the keys and values); the mask follows the same split of the heads.
+    q = q.reshape({B, nkv, group, T, hs});
+    k = k.unsqueeze(2).expand({B, nkv, group, S, hs});
+    v = v.unsqueeze(2).expand({B, nkv, group, S, hs});
+    if (mask.defined()) mask = mask.expand({B, nh, T, S}).reshape({B, nkv, group, T, S});
+  }
   Tensor y = path == AttentionPath::Fused
                  ? scaled_dot_product_attention(q, k, v, mask, scale_, options_.causal, p, is_training(), gen, observer())
                  : composed_attention(q, k, v, mask, scale_, options_.causal, p, is_training(), gen, observer());
-  const int64_t B = q.size(0), T = q.size(2);
-  y = y.transpose(1, 2).reshape({B, T, options_.n_embd});  // (B, nh, T, hs) -> (B, T, C): re-assemble the heads
+  y = y.reshape({B, nh, T, hs}).transpose(1, 2).reshape({B, T, options_.n_embd});  // re-assemble the heads
   return resid_dropout->forward(c_proj->forward(y));
 }
 
@@ -130,15 +174,17 @@ Tensor MultiHeadAttention::self_attention(const Tensor& x, KVCache* cache) {
   if (x.dim() != 3 || x.size(2) != options_.n_embd)
     throw std::invalid_argument("MultiHeadAttention: input " + shape_str(x.shape()) + " is not (B, T, " +
                                 std::to_string(options_.n_embd) + ")");
-  const int64_t C = options_.n_embd;
-  Tensor qkv = c_attn->forward(x);  // (B, T, 3C)
+  const int64_t C = options_.n_embd, KV = options_.kv_heads() * head_size();
+  const int64_t start = cache ? cache->length() : 0;
+  Tensor qkv = prepare_packed(c_attn->forward(x), start);  // (B, T, C + 2 KV)
   if (path == AttentionPath::Fused && !cache) {  // the training path: one kernel from qkv to (B, T, C)
-    Tensor y = multi_head_attention(qkv, options_.n_head, scale_, options_.causal, options_.dropout, is_training(),
-                                    dropout_gen_.get(), observer());
+    Tensor y = grouped_query_attention(qkv, options_.n_head, options_.kv_heads(), scale_, options_.causal,
+                                       options_.dropout, is_training(), dropout_gen_.get(), observer());
     return resid_dropout->forward(c_proj->forward(y));
   }
-  Tensor q = split_heads(qkv.narrow(2, 0, C)), k = split_heads(qkv.narrow(2, C, C)), v = split_heads(qkv.narrow(2, 2 * C, C));
-  if (cache) {
+  Tensor q = split_heads(qkv.narrow(2, 0, C)), k = split_heads(qkv.narrow(2, C, KV)),
+         v = split_heads(qkv.narrow(2, C + KV, KV));
+  if (cache) {  // only the kv heads are kept: n_head / n_kv_head times less memory than the query heads
     if (cache->k.defined()) {
       k = cat({cache->k, k}, 2);
       v = cat({cache->v, v}, 2);
@@ -164,26 +210,32 @@ Tensor MultiHeadAttention::forward(const Tensor& query, const Tensor& key, const
   const Tensor mask = additive_mask(masks, B, T, S, query.dtype());
   const bool self = query.impl() == key.impl() && key.impl() == value.impl();
   if (self && !mask.defined()) return run_forward_hooks({query, key, value}, self_attention(query, nullptr));
-  // c_attn's weight rows [0, C) project queries, [C, 2C) keys, [2C, 3C) values (nanoGPT's layout).
-  auto project = [&](const Tensor& x, int64_t part, int64_t parts) {
+  // c_attn's weight rows [0, C) project queries, [C, C + KV) keys, [C + KV, C + 2 KV) values (nanoGPT's
+  // layout; KV = C without grouped kv heads).
+  const int64_t KV = options_.kv_heads() * head_size();
+  auto project = [&](const Tensor& x, int64_t first_row, int64_t rows) {
     const Tensor& b = c_attn->bias;
-    return linear(x, c_attn->weight.narrow(0, part * C, parts * C), b.defined() ? b.narrow(0, part * C, parts * C) : Tensor());
+    return linear(x, c_attn->weight.narrow(0, first_row, rows), b.defined() ? b.narrow(0, first_row, rows) : Tensor());
   };
   Tensor q, k, v;
   if (self) {
     const Tensor qkv = c_attn->forward(query);
-    q = qkv.narrow(2, 0, C), k = qkv.narrow(2, C, C), v = qkv.narrow(2, 2 * C, C);
+    q = qkv.narrow(2, 0, C), k = qkv.narrow(2, C, KV), v = qkv.narrow(2, C + KV, KV);
   } else if (key.impl() == value.impl()) {  // cross-attention to one memory: keys and values in one product
-    const Tensor kv = project(key, 1, 2);
-    q = project(query, 0, 1), k = kv.narrow(2, 0, C), v = kv.narrow(2, C, C);
+    const Tensor kv = project(key, C, 2 * KV);
+    q = project(query, 0, C), k = kv.narrow(2, 0, KV), v = kv.narrow(2, KV, KV);
   } else {
-    q = project(query, 0, 1), k = project(key, 1, 1), v = project(value, 2, 1);
+    q = project(query, 0, C), k = project(key, C, KV), v = project(value, C + KV, KV);
   }
+  // Queries and keys both count positions from 0 (one sequence each).
+  q = prepare(q, options_.n_head, q_norm, 0);
+  k = prepare(k, options_.kv_heads(), k_norm, 0);
   return run_forward_hooks({query, key, value}, attend_and_project(split_heads(q), split_heads(k), split_heads(v), mask));
 }
 
 std::string MultiHeadAttention::extra_repr() const {
   return "(n_embd=" + std::to_string(options_.n_embd) + ", n_head=" + std::to_string(options_.n_head) +
+         (options_.kv_heads() != options_.n_head ? ", n_kv_head=" + std::to_string(options_.kv_heads()) : "") +
          ", scale=" + std::to_string(scale_) + (options_.causal ? ", causal" : "") +
          (path == AttentionPath::Fused ? ", fused" : ", composed") + ")";
 }

@@ -10,22 +10,65 @@
 
 namespace minitrain::nn {
 
+MLP::MLP(const MLPOptions& o, std::shared_ptr<Generator> dropout_gen, Generator* init_gen)
+    : Module("MLP"), activation(o.activation), options_(o) {
+  if (o.n_embd <= 0 || o.hidden < 0)
+    throw std::invalid_argument("MLP: n_embd must be positive and hidden >= 0, got n_embd " + std::to_string(o.n_embd) +
+                                ", hidden " + std::to_string(o.hidden));
+  if (options_.hidden == 0) options_.hidden = 4 * o.n_embd;
+  const int64_t H = options_.hidden;
+  c_fc = register_module("c_fc", std::make_shared<Linear>(o.n_embd, o.gated ? 2 * H : H, o.bias, init_gen));
+  c_proj = register_module("c_proj", std::make_shared<Linear>(H, o.n_embd, o.bias, init_gen));
+  drop = register_module("dropout", std::make_shared<Dropout>(o.dropout, std::move(dropout_gen)));
+}
+
 MLP::MLP(int64_t n_embd, bool bias, double dropout_p, Activation activation_, std::shared_ptr<Generator> dropout_gen,
          Generator* init_gen)
-    : Module("MLP"), activation(activation_) {
-  c_fc = register_module("c_fc", std::make_shared<Linear>(n_embd, 4 * n_embd, bias, init_gen));
-  c_proj = register_module("c_proj", std::make_shared<Linear>(4 * n_embd, n_embd, bias, init_gen));
-  drop = register_module("dropout", std::make_shared<Dropout>(dropout_p, std::move(dropout_gen)));
+    : MLP(MLPOptions{n_embd, 0, activation_, false, bias, dropout_p}, std::move(dropout_gen), init_gen) {}
+
+Tensor activate(const Tensor& x, Activation activation) {
+  switch (activation) {
+    case Activation::Gelu: return gelu(x);
+    case Activation::GeluTanh: return gelu(x, GeluApproximation::Tanh);
+    case Activation::Relu: return relu(x);
+    case Activation::ReluSquared: {
+      const Tensor r = relu(x);
+      return mul(r, r);
+    }
+    case Activation::Silu: return silu(x);
+  }
+  throw std::invalid_argument("activate: unknown activation");
 }
 
 Tensor MLP::forward(const Tensor& x) {
-  Tensor hidden = c_fc->forward(x);  // (..., 4C)
-  switch (activation) {
-    case Activation::Gelu: hidden = gelu(hidden); break;
-    case Activation::GeluTanh: hidden = gelu(hidden, GeluApproximation::Tanh); break;
-    case Activation::Relu: hidden = relu(hidden); break;
+  Tensor hidden = c_fc->forward(x);  // (..., H), or (..., 2H) = [gate | up] when gated
+  if (options_.gated) {
+    const int64_t H = options_.hidden;
+    hidden = mul(activate(hidden.narrow(-1, 0, H), activation), hidden.narrow(-1, H, H));
+  } else {
+    hidden = activate(hidden, activation);
   }
   return run_forward_hooks({x}, drop->forward(c_proj->forward(hidden)));  // (..., C)
+}
+
+int64_t GPTConfig::mlp_hidden_size() const {
+  if (mlp_hidden > 0) return mlp_hidden;
+  if (!gated_mlp) return 4 * n_embd;
+  const int64_t two_thirds = (8 * n_embd + 2) / 3;  // ceil(8C / 3)
+  return (two_thirds + 63) / 64 * 64;
+}
+
+GPTConfig llama_style(GPTConfig c) {
+  c.norm = NormType::RMSNorm;
+  c.norm_eps = 1e-5;
+  c.positional = PositionalEncoding::Rotary;
+  c.rope_theta = 10000.0;
+  c.rope_layout = RotaryLayout::Halves;
+  c.activation = Activation::Silu;
+  c.gated_mlp = true;
+  c.bias = false;
+  c.tie_embeddings = false;
+  return c;
 }
 
 void GPTConfig::validate() const {
@@ -43,22 +86,52 @@ void GPTConfig::validate() const {
   if (!(dropout >= 0 && dropout < 1)) throw std::invalid_argument("GPTConfig: dropout must be in [0, 1), got " + std::to_string(dropout));
   if (!std::isnan(attention_scale) && !std::isfinite(attention_scale))
     throw std::invalid_argument("GPTConfig: attention_scale must be finite");
+  if (n_kv_head < 0 || n_head % kv_heads() != 0)
+    throw std::invalid_argument("GPTConfig: n_kv_head " + std::to_string(n_kv_head) + " must divide n_head " +
+                                std::to_string(n_head) + " (0 means n_head)");
+  if (positional == PositionalEncoding::Rotary && (n_embd / n_head) % 2 != 0)
+    throw std::invalid_argument("GPTConfig: rotary positions need an even head size, n_embd / n_head is " +
+                                std::to_string(n_embd / n_head));
+  if (!(rope_theta > 0) || !std::isfinite(rope_theta))
+    throw std::invalid_argument("GPTConfig: rope_theta must be finite and > 0, got " + std::to_string(rope_theta));
+  if (!(norm_eps > 0) || !std::isfinite(norm_eps))
+    throw std::invalid_argument("GPTConfig: norm_eps must be finite and > 0, got " + std::to_string(norm_eps));
+  if (!(logit_softcap >= 0) || !std::isfinite(logit_softcap))
+    throw std::invalid_argument("GPTConfig: logit_softcap must be finite and >= 0 (0 is off), got " +
+                                std::to_string(logit_softcap));
+  if (mlp_hidden < 0) throw std::invalid_argument("GPTConfig: mlp_hidden must be >= 0 (0 is the default), got " + std::to_string(mlp_hidden));
   GPT::expected_num_parameters(*this);  // throws when the sizes' products overflow
 }
 
+namespace {
+
+std::shared_ptr<Normalization> make_norm(const GPTConfig& c) {
+  if (c.norm == NormType::RMSNorm) return std::make_shared<RMSNorm>(c.n_embd, c.norm_eps);
+  return std::make_shared<LayerNorm>(c.n_embd, c.norm_eps, c.bias);
+}
+
+}  // namespace
+
 Block::Block(const GPTConfig& c, std::shared_ptr<Generator> dropout_gen, Generator* init_gen) : Module("Block") {
-  ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(c.n_embd, 1e-5, c.bias));
+  ln_1 = register_module("ln_1", make_norm(c));
   AttentionOptions options;
   options.n_embd = c.n_embd;
   options.n_head = c.n_head;
+  options.n_kv_head = c.n_kv_head;
   options.causal = true;  // a decoder-only language model: position t sees positions <= t
   options.dropout = c.dropout;
   options.scale = c.attention_scale;
   options.bias = c.bias;
+  options.qk_norm = c.qk_norm;
+  options.qk_norm_eps = c.norm_eps;
+  options.rotary = c.positional == PositionalEncoding::Rotary;
+  options.rotary_theta = c.rope_theta;
+  options.rotary_layout = c.rope_layout;
   attn = register_module("attn", std::make_shared<MultiHeadAttention>(options, dropout_gen, init_gen));
   attn->path = c.attention_path;
-  ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(c.n_embd, 1e-5, c.bias));
-  mlp = register_module("mlp", std::make_shared<MLP>(c.n_embd, c.bias, c.dropout, c.activation, dropout_gen, init_gen));
+  ln_2 = register_module("ln_2", make_norm(c));
+  const MLPOptions mlp_options{c.n_embd, c.mlp_hidden_size(), c.activation, c.gated_mlp, c.bias, c.dropout};
+  mlp = register_module("mlp", std::make_shared<MLP>(mlp_options, dropout_gen, init_gen));
 }
 
 std::vector<std::shared_ptr<Linear>> Block::residual_projections() const { return {attn->c_proj, mlp->c_proj}; }
@@ -90,10 +163,10 @@ GPT::GPT(const GPTConfig& c) : Module("GPT"), config_(c) {
   drop = transformer->register_module("drop", std::make_shared<Dropout>(c.dropout, dropout_gen_));
   h = transformer->register_module("h", std::make_shared<ModuleList<Block>>());
   for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(std::make_shared<Block>(c, dropout_gen_, &init_gen));
-  ln_f = transformer->register_module("ln_f", std::make_shared<LayerNorm>(c.n_embd, 1e-5, c.bias));
+  ln_f = transformer->register_module("ln_f", make_norm(c));
   lm_head = register_module("lm_head", std::make_shared<Linear>(c.n_embd, c.vocab_size, false, &init_gen));
   // Weight tying: the LM head reads the token embedding's storage (one tensor, two names).
-  lm_head->weight = lm_head->register_parameter("weight", wte->weight);
+  if (c.tie_embeddings) lm_head->weight = lm_head->register_parameter("weight", wte->weight);
 
   // The layers above drew their own default initialisation from init_gen; GPT-2's scheme replaces it,
   // continuing the same stream (so a seed gives the weights it always gave).
@@ -122,6 +195,8 @@ void init_gpt2_(Module& model, int64_t n_layer, Generator& gen) {
     } else if (auto* norm = dynamic_cast<LayerNorm*>(&m)) {
       if (first(norm->weight)) norm->reset_parameters(gen);  // draws nothing
       first(norm->bias);
+    } else if (auto* rms = dynamic_cast<RMSNorm*>(&m)) {
+      if (first(rms->weight)) rms->reset_parameters(gen);  // gain 1, draws nothing
     }
   });
 }
@@ -132,20 +207,28 @@ Tensor GPT::embed(const Tensor& idx, int64_t start) {
                                 (idx.defined() ? std::string(dtype_name(idx.dtype())) + " " + shape_str(idx.shape())
                                                : std::string("an undefined tensor")));
   const int64_t T = idx.size(1);
-  if (start + T > config_.block_size)
+  if (wpe && start + T > config_.block_size)  // the learned table has block_size rows; the others have no end
     throw std::invalid_argument("GPT: sequence of length " + std::to_string(start + T) + " exceeds block_size " +
                                 std::to_string(config_.block_size));
   Tensor tok = wte->forward(idx);  // (B, T, C)
   Tensor pos;                      // (T, C), broadcast over the batch
-  if (wpe) {
-    pos = wpe->forward(arange(static_cast<double>(start), static_cast<double>(start + T), 1.0, DType::Int64));
-  } else {
-    pos = sinusoidal_positions(T, config_.n_embd, start, tok.dtype());
+  switch (config_.positional) {
+    case PositionalEncoding::Learned:
+      pos = wpe->forward(arange(static_cast<double>(start), static_cast<double>(start + T), 1.0, DType::Int64));
+      break;
+    case PositionalEncoding::Sinusoidal: pos = sinusoidal_positions(T, config_.n_embd, start, tok.dtype()); break;
+    case PositionalEncoding::Rotary:  // positions enter in attention, rotating q and k
+    case PositionalEncoding::None: return drop->forward(tok);
   }
   return drop->forward(add(tok, pos));
 }
 
-Tensor GPT::head(const Tensor& x) { return lm_head->forward(ln_f->forward(x)); }
+Tensor GPT::head(const Tensor& x) {
+  Tensor logits = lm_head->forward(ln_f->forward(x));
+  const double cap = config_.logit_softcap;
+  if (cap > 0) logits = mul(tanh(mul(logits, 1.0 / cap)), cap);  // smoothly bounded to (−cap, cap)
+  return logits;
+}
 
 Tensor GPT::forward(const Tensor& idx) {
   Tensor x = embed(idx, 0);
@@ -255,43 +338,50 @@ int64_t GPT::expected_num_parameters(const GPTConfig& c) {
     overflow |= __builtin_add_overflow(a, b, &r);
     return r;
   };
-  const int64_t C = c.n_embd, b = c.bias ? 1 : 0, CC = mul(C, C);
-  const int64_t layer_norm = add(C, mul(b, C));
-  const int64_t attn = add(mul(4, CC), mul(b, mul(4, C)));  // c_attn (C, 3C) and c_proj (C, C)
-  const int64_t mlp = add(mul(8, CC), mul(b, mul(5, C)));   // c_fc (C, 4C) and c_proj (4C, C)
+  auto linear = [&](int64_t in, int64_t out) { return add(mul(in, out), c.bias ? out : 0); };
+  const int64_t C = c.n_embd, hs = C / c.n_head, KV = mul(c.kv_heads(), hs), H = c.mlp_hidden_size();
+  const int64_t norm = c.norm == NormType::LayerNorm && c.bias ? mul(2, C) : C;
+  const int64_t attn = add(add(linear(C, add(C, mul(2, KV))), linear(C, C)), c.qk_norm ? mul(2, hs) : 0);
+  const int64_t mlp = add(linear(C, c.gated_mlp ? mul(2, H) : H), linear(H, C));
   const int64_t positions = c.positional == PositionalEncoding::Learned ? mul(c.block_size, C) : 0;
-  const int64_t per_layer = add(add(mul(2, layer_norm), attn), mlp);
-  const int64_t total = add(add(add(mul(c.vocab_size, C), positions), mul(c.n_layer, per_layer)), layer_norm);
+  const int64_t per_layer = add(add(mul(2, norm), attn), mlp);
+  const int64_t embeddings = mul(c.vocab_size, C), head = c.tie_embeddings ? 0 : embeddings;
+  const int64_t total = add(add(add(add(embeddings, positions), mul(c.n_layer, per_layer)), norm), head);
   if (overflow)
     throw std::invalid_argument("GPTConfig: the parameter count of n_layer " + std::to_string(c.n_layer) + ", n_embd " +
                                 std::to_string(c.n_embd) + ", vocab_size " + std::to_string(c.vocab_size) +
-                                ", block_size " + std::to_string(c.block_size) + " overflows int64");
+                                ", block_size " + std::to_string(c.block_size) + ", mlp_hidden " +
+                                std::to_string(c.mlp_hidden) + " overflows int64");
   return total;
 }
 
 std::map<std::string, Shape> GPT::parameter_shapes(const GPTConfig& c) {
-  const int64_t C = c.n_embd;
+  const int64_t C = c.n_embd, hs = C / c.n_head, KV = c.kv_heads() * hs, H = c.mlp_hidden_size();
   std::map<std::string, Shape> shapes;
-  auto linear = [&](const std::string& name, int64_t in, int64_t out, bool bias) {
+  auto linear = [&](const std::string& name, int64_t in, int64_t out) {
     shapes[name + ".weight"] = {out, in};
-    if (bias) shapes[name + ".bias"] = {out};
+    if (c.bias) shapes[name + ".bias"] = {out};
   };
-  auto layer_norm = [&](const std::string& name) {
+  auto norm = [&](const std::string& name) {
     shapes[name + ".weight"] = {C};
-    if (c.bias) shapes[name + ".bias"] = {C};
+    if (c.norm == NormType::LayerNorm && c.bias) shapes[name + ".bias"] = {C};
   };
   shapes["transformer.wte.weight"] = {c.vocab_size, C};
   if (c.positional == PositionalEncoding::Learned) shapes["transformer.wpe.weight"] = {c.block_size, C};
   for (int64_t i = 0; i < c.n_layer; ++i) {
     const std::string block = "transformer.h." + std::to_string(i) + ".";
-    layer_norm(block + "ln_1");
-    linear(block + "attn.c_attn", C, 3 * C, c.bias);
-    linear(block + "attn.c_proj", C, C, c.bias);
-    layer_norm(block + "ln_2");
-    linear(block + "mlp.c_fc", C, 4 * C, c.bias);
-    linear(block + "mlp.c_proj", 4 * C, C, c.bias);
+    norm(block + "ln_1");
+    linear(block + "attn.c_attn", C, C + 2 * KV);
+    linear(block + "attn.c_proj", C, C);
+    if (c.qk_norm) {
+      shapes[block + "attn.q_norm.weight"] = {hs};
+      shapes[block + "attn.k_norm.weight"] = {hs};
+    }
+    norm(block + "ln_2");
+    linear(block + "mlp.c_fc", C, c.gated_mlp ? 2 * H : H);
+    linear(block + "mlp.c_proj", H, C);
   }
-  layer_norm("transformer.ln_f");
+  norm("transformer.ln_f");
   shapes["lm_head.weight"] = {c.vocab_size, C};  // tied: the same tensor as transformer.wte.weight
   return shapes;
 }

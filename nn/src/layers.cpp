@@ -65,7 +65,7 @@ std::string Embedding::extra_repr() const {
   return "(" + std::to_string(num_embeddings) + ", " + std::to_string(embedding_dim) + ")";
 }
 
-LayerNorm::LayerNorm(int64_t dim_, double eps_, bool with_bias) : Module("LayerNorm"), dim(dim_), eps(eps_) {
+LayerNorm::LayerNorm(int64_t dim_, double eps_, bool with_bias) : Normalization("LayerNorm"), dim(dim_), eps(eps_) {
   check_positive(dim_, "LayerNorm", "dim");
   weight = register_parameter("weight", empty({dim_}));
   if (with_bias) bias = register_parameter("bias", empty({dim_}));
@@ -85,7 +85,7 @@ std::string LayerNorm::extra_repr() const {
 }
 
 RMSNorm::RMSNorm(int64_t dim_, std::optional<double> eps_, bool elementwise_affine)
-    : Module("RMSNorm"), dim(dim_), eps(eps_) {
+    : Normalization("RMSNorm"), dim(dim_), eps(eps_) {
   check_positive(dim_, "RMSNorm", "dim");
   if (eps && !(*eps >= 0)) throw std::invalid_argument("RMSNorm: eps must be >= 0 (or nullopt), got " + std::to_string(*eps));
   if (elementwise_affine) weight = register_parameter("weight", empty({dim_}));

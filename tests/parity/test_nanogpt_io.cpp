@@ -9,6 +9,9 @@
 #include <minitrain/train/nanogpt_io.h>
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -145,10 +148,26 @@ TEST(NanoGPTExport, RefusesArchitecturesNanoGPTDoesNotHave) {
   c.activation = nn::Activation::Gelu;
   c.positional = nn::PositionalEncoding::Sinusoidal;
   nn::GPT sinusoidal(c);
-  expect_rejected([&] { train::export_nanogpt(scratch.file("no.safetensors"), sinusoidal); }, {"sinusoidal"});
+  expect_rejected([&] { train::export_nanogpt(scratch.file("no.safetensors"), sinusoidal); }, {"position embeddings"});
   c.positional = nn::PositionalEncoding::Learned;
   c.attention_scale = 0.25;
   nn::GPT scaled(c);
   expect_rejected([&] { train::export_nanogpt(scratch.file("no.safetensors"), scaled); }, {"scales attention"});
+  c.attention_scale = std::nan("");
+  // Today's decoder parts, one at a time: each has no place in nanoGPT's layout.
+  const std::vector<std::pair<std::function<void(nn::GPTConfig&)>, const char*>> modern{
+      {[](nn::GPTConfig& m) { m.norm = nn::NormType::RMSNorm; }, "LayerNorm"},
+      {[](nn::GPTConfig& m) { m.gated_mlp = true; }, "ungated"},
+      {[](nn::GPTConfig& m) { m.n_kv_head = 1; }, "grouped-query"},
+      {[](nn::GPTConfig& m) { m.qk_norm = true; }, "QK-norm"},
+      {[](nn::GPTConfig& m) { m.tie_embeddings = false; }, "ties"},
+      {[](nn::GPTConfig& m) { m.logit_softcap = 30; }, "soft-cap"},
+      {[](nn::GPTConfig& m) { m.positional = nn::PositionalEncoding::Rotary; }, "position embeddings"}};
+  for (const auto& [change, word] : modern) {
+    nn::GPTConfig m = c;
+    change(m);
+    nn::GPT model(m);
+    expect_rejected([&] { train::export_nanogpt(scratch.file("no.safetensors"), model); }, {word});
+  }
   EXPECT_FALSE(fs::exists(scratch.file("no.safetensors")));
 }

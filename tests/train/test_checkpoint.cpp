@@ -137,3 +137,58 @@ TEST(Checkpoint, AFailedWriteKeepsThePreviousFile) {
   for (auto& entry : fs::directory_iterator(dir)) EXPECT_EQ(entry.path().filename(), "ckpt.safetensors");
   fs::remove_all(dir);
 }
+
+// Today's decoder options travel in the checkpoint's config; a config written before they existed reads
+// as nanoGPT's architecture; a bad value is refused naming its field.
+TEST(GPTConfigJson, RoundTripsTheArchitectureOptions) {
+  nn::GPTConfig c = nn::llama_style(tiny_config());
+  c.n_kv_head = 1;
+  c.qk_norm = true;
+  c.rope_theta = 500000.0;
+  c.rope_layout = RotaryLayout::Interleaved;
+  c.logit_softcap = 15.0;
+  c.mlp_hidden = 24;
+  c.norm_eps = 1e-6;
+  c.activation = nn::Activation::ReluSquared;
+  const nn::GPTConfig r = gpt_config_from_json(gpt_config_to_json(c));
+  EXPECT_EQ(r.norm, nn::NormType::RMSNorm);
+  EXPECT_EQ(r.positional, nn::PositionalEncoding::Rotary);
+  EXPECT_EQ(r.activation, nn::Activation::ReluSquared);
+  EXPECT_TRUE(r.gated_mlp);
+  EXPECT_EQ(r.mlp_hidden, 24);
+  EXPECT_EQ(r.n_kv_head, 1);
+  EXPECT_TRUE(r.qk_norm);
+  EXPECT_EQ(r.rope_theta, 500000.0);
+  EXPECT_EQ(r.rope_layout, RotaryLayout::Interleaved);
+  EXPECT_FALSE(r.tie_embeddings);
+  EXPECT_EQ(r.logit_softcap, 15.0);
+  EXPECT_EQ(r.norm_eps, 1e-6);
+  EXPECT_FALSE(r.bias);
+  EXPECT_EQ(nn::GPT::parameter_shapes(r), nn::GPT::parameter_shapes(c));
+}
+
+TEST(GPTConfigJson, OldConfigsAreNanoGPTAndBadFieldsAreNamed) {
+  const std::string old_json = R"({"block_size": 8, "vocab_size": 7, "n_layer": 1, "n_head": 2, "n_embd": 8,
+      "dropout": 0.0, "bias": true, "activation": "gelu", "positional": "learned", "attention_scale": null, "seed": 1})";
+  const nn::GPTConfig old = gpt_config_from_json(old_json);
+  EXPECT_EQ(old.norm, nn::NormType::LayerNorm);
+  EXPECT_TRUE(old.tie_embeddings);
+  EXPECT_EQ(old.kv_heads(), 2);
+  EXPECT_FALSE(old.qk_norm);
+  EXPECT_EQ(old.logit_softcap, 0.0);
+  auto refused = [&](const std::string& extra, const char* field) {
+    const std::string text = old_json.substr(0, old_json.size() - 1) + ", " + extra + "}";
+    try {
+      gpt_config_from_json(text);
+      ADD_FAILURE() << extra << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  };
+  refused(R"("norm": "batch_norm")", "norm");
+  refused(R"("n_kv_head": 3)", "n_kv_head");  // does not divide n_head 2
+  refused(R"("rope_layout": "spiral")", "rope_layout");
+  refused(R"("qk_norm": 1)", "qk_norm");
+  refused(R"("logit_softcap": -1)", "logit_softcap");
+  refused(R"("mlp_hidden": 1.5)", "mlp_hidden");
+}

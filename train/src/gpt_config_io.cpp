@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <utility>
@@ -19,10 +20,18 @@ namespace {
 template <class E>
 using NameTable = std::initializer_list<std::pair<E, const char*>>;
 
-const NameTable<nn::Activation> kActivations = {
-    {nn::Activation::Gelu, "gelu"}, {nn::Activation::GeluTanh, "gelu_tanh"}, {nn::Activation::Relu, "relu"}};
+const NameTable<nn::Activation> kActivations = {{nn::Activation::Gelu, "gelu"},
+                                                {nn::Activation::GeluTanh, "gelu_tanh"},
+                                                {nn::Activation::Relu, "relu"},
+                                                {nn::Activation::ReluSquared, "relu_squared"},
+                                                {nn::Activation::Silu, "silu"}};
 const NameTable<nn::PositionalEncoding> kPositionals = {{nn::PositionalEncoding::Learned, "learned"},
-                                                       {nn::PositionalEncoding::Sinusoidal, "sinusoidal"}};
+                                                       {nn::PositionalEncoding::Sinusoidal, "sinusoidal"},
+                                                       {nn::PositionalEncoding::Rotary, "rotary"},
+                                                       {nn::PositionalEncoding::None, "none"}};
+const NameTable<nn::NormType> kNorms = {{nn::NormType::LayerNorm, "layer_norm"}, {nn::NormType::RMSNorm, "rms_norm"}};
+const NameTable<RotaryLayout> kRotaryLayouts = {{RotaryLayout::Halves, "halves"},
+                                               {RotaryLayout::Interleaved, "interleaved"}};
 
 template <class E>
 const char* name_of(const NameTable<E>& table, E value) {
@@ -56,6 +65,16 @@ std::string gpt_config_to_json(const nn::GPTConfig& c) {
   j["positional"] = name_of(kPositionals, c.positional);
   j["attention_scale"] = std::isnan(c.attention_scale) ? json(nullptr) : json(c.attention_scale);
   j["seed"] = c.seed;
+  j["norm"] = name_of(kNorms, c.norm);
+  j["norm_eps"] = c.norm_eps;
+  j["gated_mlp"] = c.gated_mlp;
+  j["mlp_hidden"] = c.mlp_hidden_size();
+  j["n_kv_head"] = c.kv_heads();
+  j["qk_norm"] = c.qk_norm;
+  j["rope_theta"] = c.rope_theta;
+  j["rope_layout"] = name_of(kRotaryLayouts, c.rope_layout);
+  j["tie_embeddings"] = c.tie_embeddings;
+  j["logit_softcap"] = c.logit_softcap;
   return j.dump();
 }
 
@@ -69,6 +88,20 @@ nn::GPTConfig gpt_config_from_json(const std::string& text) {
   const json& scale = detail::config_field(j, "attention_scale", what);
   c.attention_scale = scale.is_null() ? std::nan("") : detail::number_field(j, "attention_scale", what, -1e300, 1e300);
   c.seed = detail::uint_field(j, "seed", what);
+  // The architecture fields of today's decoders: absent from checkpoints written before they existed,
+  // which are nanoGPT's architecture (the defaults); when present, read as strictly as the rest.
+  auto has = [&](const char* key) { return j.contains(key); };
+  if (has("norm")) c.norm = value_of(kNorms, detail::string_field(j, "norm", what), "norm", what);
+  if (has("norm_eps")) c.norm_eps = detail::number_field(j, "norm_eps", what, 1e-300, 1.0);
+  if (has("gated_mlp")) c.gated_mlp = detail::bool_field(j, "gated_mlp", what);
+  if (has("mlp_hidden")) c.mlp_hidden = detail::int_field(j, "mlp_hidden", what, 0, detail::kMaxConfigSize);
+  if (has("n_kv_head")) c.n_kv_head = detail::int_field(j, "n_kv_head", what, 0, detail::kMaxConfigSize);
+  if (has("qk_norm")) c.qk_norm = detail::bool_field(j, "qk_norm", what);
+  if (has("rope_theta")) c.rope_theta = detail::number_field(j, "rope_theta", what, 1e-300, 1e300);
+  if (has("rope_layout"))
+    c.rope_layout = value_of(kRotaryLayouts, detail::string_field(j, "rope_layout", what), "rope_layout", what);
+  if (has("tie_embeddings")) c.tie_embeddings = detail::bool_field(j, "tie_embeddings", what);
+  if (has("logit_softcap")) c.logit_softcap = detail::number_field(j, "logit_softcap", what, 0.0, 1e300);
   try {
     c.validate();
   } catch (const std::invalid_argument& e) {
@@ -98,10 +131,13 @@ void check_config_matches_tensors(const nn::GPTConfig& c, const nn::StateDict& t
   // must be there with its shape. With every shape agreeing, the model built from this config allocates
   // exactly what the file holds.
   nn::GPT::expected_num_parameters(c);  // throws before listing when the sizes overflow
-  for (const auto& [name, shape] : nn::GPT::parameter_shapes(c)) {
+  const std::map<std::string, Shape> expected = nn::GPT::parameter_shapes(c);
+  for (const auto& entry : tensors)  // a tensor the config has no place for (wpe with rotary positions, say)
+    if (!expected.count(entry.first)) fail("the config has no tensor '" + entry.first + "'");
+  for (const auto& [name, shape] : expected) {
     auto it = tensors.find(name);
     if (it == tensors.end()) {
-      if (name == "lm_head.weight") continue;  // may be absent: it is the token embedding
+      if (name == "lm_head.weight" && c.tie_embeddings) continue;  // may be absent: it is the token embedding
       fail("missing tensor '" + name + "'");
     }
     if (it->second.shape() != shape)

@@ -27,7 +27,13 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 // Why a model cannot be written in nanoGPT's layout, or "" if it can.
 std::string architecture_mismatch(const nn::GPTConfig& c) {
   if (c.activation != nn::Activation::Gelu) return "nanoGPT's MLP uses GELU in its erf form, this model does not";
-  if (c.positional != nn::PositionalEncoding::Learned) return "nanoGPT learns its position embeddings (wpe), this model uses sinusoidal ones";
+  if (c.positional != nn::PositionalEncoding::Learned) return "nanoGPT learns its position embeddings (wpe), this model does not";
+  if (c.norm != nn::NormType::LayerNorm || c.norm_eps != 1e-5) return "nanoGPT normalises with LayerNorm (eps 1e-5), this model does not";
+  if (c.gated_mlp || c.mlp_hidden_size() != 4 * c.n_embd) return "nanoGPT's MLP is ungated with 4 x n_embd hidden units, this model's is not";
+  if (c.kv_heads() != c.n_head) return "nanoGPT has as many key/value heads as query heads, this model uses grouped-query attention";
+  if (c.qk_norm) return "nanoGPT has no QK-norm, this model does";
+  if (!c.tie_embeddings) return "nanoGPT ties its LM head to the token embedding, this model does not";
+  if (c.logit_softcap != 0) return "nanoGPT does not soft-cap its logits, this model does";
   const double standard = 1.0 / std::sqrt(static_cast<double>(c.n_embd / c.n_head));
   if (!std::isnan(c.attention_scale) && c.attention_scale != standard)
     return "nanoGPT scales attention by 1/sqrt(head size) = " + std::to_string(standard) + ", this model by " +

@@ -5,6 +5,7 @@
 #include <minitrain/nn/attention.h>
 #include <minitrain/nn/containers.h>
 #include <minitrain/nn/layers.h>
+#include <minitrain/nn/rotary.h>
 
 #include <functional>
 #include <map>
@@ -13,12 +14,26 @@
 
 namespace minitrain::nn {
 
-enum class Activation { Gelu, GeluTanh, Relu };
-enum class PositionalEncoding { Learned, Sinusoidal };
+enum class Activation { Gelu, GeluTanh, Relu, ReluSquared, Silu };
+enum class PositionalEncoding { Learned, Sinusoidal, Rotary, None };
+enum class NormType { LayerNorm, RMSNorm };
 
-// Two linear maps with an activation between: C -> 4C -> C, then dropout.
+struct MLPOptions {
+  int64_t n_embd = 0;
+  int64_t hidden = 0;  // 0: 4 · n_embd
+  Activation activation = Activation::Gelu;
+  // Gated (GLU): c_fc projects to [gate | up] (2 · hidden) and the block computes act(gate) ⊙ up, so
+  // Activation::Silu with gated is SwiGLU (Llama), Gelu with gated GEGLU.
+  bool gated = false;
+  bool bias = true;
+  double dropout = 0.0;
+};
+
+// Two linear maps with an activation between: C -> hidden -> C, then dropout. Gated, c_fc holds the gate
+// and up projections side by side (one GEMM): hidden = act(x W_gateᵀ) ⊙ (x W_upᵀ).
 class MLP : public Module {
  public:
+  MLP(const MLPOptions& options, std::shared_ptr<Generator> dropout_gen = nullptr, Generator* init_gen = nullptr);
   MLP(int64_t n_embd, bool bias, double dropout, Activation activation = Activation::Gelu,
       std::shared_ptr<Generator> dropout_gen = nullptr, Generator* init_gen = nullptr);
   Tensor forward(const Tensor& x);  // (..., C) -> (..., C)
@@ -26,7 +41,14 @@ class MLP : public Module {
   std::shared_ptr<Linear> c_fc, c_proj;
   std::shared_ptr<Dropout> drop;
   Activation activation;
+  const MLPOptions& options() const { return options_; }
+
+ private:
+  MLPOptions options_;
 };
+
+// The activation by itself (elementwise): gelu, gelu tanh, relu, relu², silu.
+Tensor activate(const Tensor& x, Activation activation);
 
 struct GPTConfig {
   int64_t block_size = 64;
@@ -35,14 +57,35 @@ struct GPTConfig {
   int64_t n_head = 4;
   int64_t n_embd = 128;
   double dropout = 0.0;
-  bool bias = true;
+  bool bias = true;  // in every Linear and LayerNorm (RMSNorm has none)
   Activation activation = Activation::Gelu;
   PositionalEncoding positional = PositionalEncoding::Learned;
   double attention_scale = std::numeric_limits<double>::quiet_NaN();  // NaN: 1/sqrt(head size)
   AttentionPath attention_path = AttentionPath::Fused;
   uint64_t seed = 1337;  // initial weights and dropout masks
+  // Today's decoders (defaults: nanoGPT's architecture, parameter names unchanged).
+  NormType norm = NormType::LayerNorm;
+  double norm_eps = 1e-5;
+  bool gated_mlp = false;     // with activation Silu: SwiGLU
+  int64_t mlp_hidden = 0;     // 0: mlp_hidden_size()'s default
+  int64_t n_kv_head = 0;      // grouped-query attention; 0 means n_head
+  bool qk_norm = false;       // RMSNorm on each head of q and k (then attention_scale is a free choice)
+  double rope_theta = 10000.0;                       // with PositionalEncoding::Rotary
+  RotaryLayout rope_layout = RotaryLayout::Halves;   // HF's rotate_half; Interleaved as Meta's checkpoints
+  bool tie_embeddings = true;  // lm_head.weight is transformer.wte.weight
+  double logit_softcap = 0.0;  // > 0: logits = cap · tanh(logits / cap) (Gemma 2, modded-nanogpt); 0: off
+
+  // 4 · n_embd; gated, 8/3 · n_embd rounded up to a multiple of 64 (the same parameter count as 4 · n_embd
+  // ungated, Llama's rule with a smaller multiple for small models); mlp_hidden when set.
+  int64_t mlp_hidden_size() const;
+  int64_t kv_heads() const { return n_kv_head == 0 ? n_head : n_kv_head; }
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
+
+// A Llama-style decoder of the given sizes (block_size, vocab_size, n_layer, n_head, n_embd, n_kv_head, seed
+// and dropout are kept): RMSNorm (eps 1e-5), rotary positions (θ 10000, halves layout), SwiGLU MLP, no
+// biases, untied LM head. QK-norm, logit soft-capping and n_kv_head stay the caller's choice.
+GPTConfig llama_style(GPTConfig sizes);
 
 // A module that adds the output of some of its Linear layers to the residual stream says which: GPT-2's
 // initialisation scales those layers down with depth (init_gpt2_). The role is declared by the module
@@ -56,12 +99,12 @@ class ResidualBlock {
 // GPT-2's initialisation (as nanoGPT's _init_weights), applied by module type and role over
 // model.apply(): every Linear and Embedding weight N(0, 0.02); the Linear layers a ResidualBlock names
 // N(0, 0.02 / sqrt(2 n_layer)), so the residual stream's variance does not grow with depth; Linear biases
-// 0; LayerNorms reset to weight 1, bias 0, whatever they are called. A tensor held by two modules (tied
+// 0; LayerNorms reset to weight 1, bias 0, RMSNorm gains to 1, whatever they are called. A tensor held by two modules (tied
 // weights) is drawn once, by the first. Draws follow named_parameters() order. Other modules' own
 // parameters keep their values.
 void init_gpt2_(Module& model, int64_t n_layer, Generator& gen);
 
-// Pre-LN residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+// Pre-norm residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x)); ln_* are LayerNorm or RMSNorm.
 class Block : public Module, public ResidualBlock {
  public:
   Block(const GPTConfig& config, std::shared_ptr<Generator> dropout_gen, Generator* init_gen);
@@ -69,7 +112,7 @@ class Block : public Module, public ResidualBlock {
   Tensor operator()(const Tensor& x, KVCache* cache = nullptr) { return forward(x, cache); }
   // attn.c_proj and mlp.c_proj: the two layers whose outputs forward() adds to x.
   std::vector<std::shared_ptr<Linear>> residual_projections() const override;
-  std::shared_ptr<LayerNorm> ln_1, ln_2;
+  std::shared_ptr<Normalization> ln_1, ln_2;
   std::shared_ptr<MultiHeadAttention> attn;
   std::shared_ptr<MLP> mlp;
 };
@@ -80,7 +123,9 @@ class GPT : public Module {
   using Module::reset_parameters;
   void reset_parameters(Generator& gen) override;  // init_gpt2_(*this, n_layer, gen)
 
-  // idx: (B, T) token ids, T <= block_size -> logits (B, T, vocab_size).
+  // idx: (B, T) token ids, T <= block_size -> logits (B, T, vocab_size). With rotary, sinusoidal or no
+  // position embedding there is no table to run out of: positions past block_size (a longer prompt, or
+  // forward_cached beyond it) are computed the same way, but the model never saw them in training.
   Tensor forward(const Tensor& idx);
   Tensor operator()(const Tensor& idx) { return forward(idx); }
   // Mean next-token cross-entropy of forward(idx) against targets (B, T).
@@ -115,8 +160,8 @@ class GPT : public Module {
   std::shared_ptr<Embedding> wte, wpe;  // wpe is null with sinusoidal positions
   std::shared_ptr<Dropout> drop;
   std::shared_ptr<ModuleList<Block>> h;
-  std::shared_ptr<LayerNorm> ln_f;
-  std::shared_ptr<Linear> lm_head;  // weight is wte's weight (one storage)
+  std::shared_ptr<Normalization> ln_f;
+  std::shared_ptr<Linear> lm_head;  // weight is wte's weight (one storage) unless tie_embeddings is off
 
  private:
   Tensor embed(const Tensor& idx, int64_t start_position);  // (B, T) -> (B, T, C)

@@ -39,12 +39,20 @@ class Embedding : public Module {
   std::string extra_repr() const override;
 };
 
+// What LayerNorm and RMSNorm share: a module that normalises the last dim, (..., C) -> (..., C), so a
+// model can hold either one behind one pointer (the GPT's norm is a config choice).
+class Normalization : public Module {
+ public:
+  using Module::Module;
+  virtual Tensor forward(const Tensor& x) = 0;
+  Tensor operator()(const Tensor& x) { return forward(x); }
+};
+
 // Normalises the last dim; weight 1 and bias 0 at start (bias optional, as nanoGPT's LayerNorm).
-class LayerNorm : public Module {
+class LayerNorm : public Normalization {
  public:
   explicit LayerNorm(int64_t dim, double eps = 1e-5, bool bias = true);
-  Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  Tensor forward(const Tensor& x) override;
   Tensor weight, bias;
   int64_t dim;
   double eps;
@@ -58,11 +66,10 @@ class LayerNorm : public Module {
 // Normalises the last dim by its root mean square, as torch.nn.RMSNorm: x / sqrt(mean(x²) + eps) · weight,
 // weight (dim) 1 at start (none without elementwise_affine). eps nullopt is torch's default (eps=None): the
 // machine epsilon of the input's dtype, chosen at each forward (2^-52 for float64, 2^-23 for float32).
-class RMSNorm : public Module {
+class RMSNorm : public Normalization {
  public:
   explicit RMSNorm(int64_t dim, std::optional<double> eps = std::nullopt, bool elementwise_affine = true);
-  Tensor forward(const Tensor& x);  // (..., dim) -> (..., dim)
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  Tensor forward(const Tensor& x) override;  // (..., dim) -> (..., dim)
   double eps_for(DType dtype) const;  // the eps forward uses for an input of `dtype`
   Tensor weight;                      // undefined without elementwise_affine
   int64_t dim;
