@@ -8,6 +8,7 @@
 //
 // It has no parameters. The tables are computed in double for any position (rotary_tables in core's ops.h):
 // positions past a model's trained context are computed by the same formula, not refused.
+// forward may grow the cache, so one module is not for concurrent forwards from several threads.
 #pragma once
 
 #include <minitrain/core/ops.h>
