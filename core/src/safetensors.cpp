@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <system_error>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -401,53 +402,95 @@ Header validate_header(const json& root, uint64_t data_size, const std::string& 
 // Copies `n` bytes at `offset` in the data section to `dst` (or throws).
 using ReadBytes = std::function<void(uint64_t offset, std::size_t n, uint8_t* dst)>;
 
-Tensor read_tensor(const Entry& e, const ReadBytes& read, const std::string& source) {
-  const auto nbytes = static_cast<std::size_t>(e.end - e.begin);
-  switch (e.dtype->dtype) {
-    case FileDType::I64: {
-      Tensor t = empty(e.shape, DType::Int64);
-      if (nbytes > 0) read(e.begin, nbytes, reinterpret_cast<uint8_t*>(t.data<int64_t>()));
-      return t;
-    }
-    case FileDType::BOOL: {
-      // Read as bytes first: a byte other than 0 or 1 is not a bool, and reading it as one is undefined.
-      std::vector<uint8_t> raw(nbytes);
-      if (nbytes > 0) read(e.begin, nbytes, raw.data());
-      for (std::size_t i = 0; i < raw.size(); ++i)
-        if (raw[i] > 1)
-          fail(source, "tensor " + quote_name(e.name) + ": BOOL element " + std::to_string(i) + " (data offset " +
-                           std::to_string(e.begin + i) + ") holds byte " + std::to_string(raw[i]) +
-                           ", not 0 or 1");
-      Tensor t = empty(e.shape, DType::Bool);
-      bool* out = t.data<bool>();
-      for (std::size_t i = 0; i < raw.size(); ++i) out[i] = raw[i] != 0;
-      return t;
-    }
-    case FileDType::F32: {
-      Tensor t = empty(e.shape, DType::Float32);
-      if (nbytes > 0) read(e.begin, nbytes, reinterpret_cast<uint8_t*>(t.data<float>()));
-      return t;
-    }
-    case FileDType::F64: {
-      Tensor t = empty(e.shape, DType::Float64);
-      if (nbytes > 0) read(e.begin, nbytes, reinterpret_cast<uint8_t*>(t.data<double>()));
-      return t;
-    }
+// The dtype a tensor of this file dtype loads as when the caller does not choose.
+DType natural_dtype(FileDType d) {
+  switch (d) {
+    case FileDType::F64: return DType::Float64;
+    case FileDType::I64: return DType::Int64;
+    case FileDType::BOOL: return DType::Bool;
+    case FileDType::F32:
     case FileDType::F16:
-    case FileDType::BF16: {
-      Tensor t = empty(e.shape, DType::Float32);
-      if (nbytes == 0) return t;
-      std::vector<uint16_t> raw(static_cast<std::size_t>(e.numel));
-      read(e.begin, nbytes, reinterpret_cast<uint8_t*>(raw.data()));
-      float* out = t.data<float>();
-      const bool half = e.dtype->dtype == FileDType::F16;
-      for (std::size_t i = 0; i < raw.size(); ++i) {
-        out[i] = half ? half_to_float(raw[i]) : bfloat16_to_float(raw[i]);
+    case FileDType::BF16: break;
+  }
+  return DType::Float32;
+}
+
+bool is_float_file_dtype(FileDType d) { return d != FileDType::I64 && d != FileDType::BOOL; }
+
+// One stored element as a double (exact for every F16, BF16, F32 and F64 value).
+double file_float(FileDType d, const uint8_t* p) {
+  switch (d) {
+    case FileDType::F32: { float f; std::memcpy(&f, p, 4); return f; }
+    case FileDType::F64: { double v; std::memcpy(&v, p, 8); return v; }
+    case FileDType::F16: { uint16_t h; std::memcpy(&h, p, 2); return half_to_float(h); }
+    case FileDType::BF16: { uint16_t h; std::memcpy(&h, p, 2); return bfloat16_to_float(h); }
+    case FileDType::I64:
+    case FileDType::BOOL: break;
+  }
+  throw std::logic_error("safetensors: not a floating-point dtype");
+}
+
+// Reads entry `e` into `out` (numel elements of T). When the file stores exactly T, the bytes go straight
+// into `out`; otherwise they pass through a small buffer a chunk at a time and are converted, so no copy
+// of the whole tensor is ever made.
+template <class T>
+void read_elements(const Entry& e, const ReadBytes& read, T* out, const std::string& source) {
+  const uint64_t itemsize = e.dtype->itemsize;
+  const bool same = (std::is_same<T, float>::value && e.dtype->dtype == FileDType::F32) ||
+                    (std::is_same<T, double>::value && e.dtype->dtype == FileDType::F64) ||
+                    (std::is_same<T, int64_t>::value && e.dtype->dtype == FileDType::I64);
+  if (same) {
+    if (e.numel > 0) read(e.begin, static_cast<std::size_t>(e.end - e.begin), reinterpret_cast<uint8_t*>(out));
+    return;
+  }
+  constexpr uint64_t kChunk = uint64_t{1} << 16;  // elements per read
+  std::vector<uint8_t> raw(static_cast<std::size_t>(std::min(e.numel, kChunk) * itemsize));
+  for (uint64_t first = 0; first < e.numel; first += kChunk) {
+    const uint64_t n = std::min(kChunk, e.numel - first);
+    read(e.begin + first * itemsize, static_cast<std::size_t>(n * itemsize), raw.data());
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint8_t* p = raw.data() + i * itemsize;
+      if constexpr (std::is_same<T, bool>::value) {
+        // A byte other than 0 or 1 is not a bool, and reading it as one is undefined.
+        if (*p > 1)
+          fail(source, "tensor " + quote_name(e.name) + ": BOOL element " + std::to_string(first + i) +
+                           " (data offset " + std::to_string(e.begin + (first + i) * itemsize) + ") holds byte " +
+                           std::to_string(*p) + ", not 0 or 1");
+        out[first + i] = *p != 0;
+      } else {
+        out[first + i] = static_cast<T>(file_float(e.dtype->dtype, p));
       }
-      return t;
     }
   }
-  throw std::logic_error("safetensors: unhandled dtype");
+}
+
+// Reads entry `e` into `dst` (contiguous, e's shape; a floating-point dtype for float entries, the
+// entry's own dtype otherwise).
+void read_into_tensor(const Entry& e, const ReadBytes& read, Tensor& dst, const std::string& source) {
+  const std::string where = source + ": tensor " + quote_name(e.name) + ": ";
+  if (!dst.defined()) throw std::invalid_argument(where + "the destination tensor is undefined");
+  if (dst.shape() != e.shape)
+    throw std::invalid_argument(where + "shape " + format_shape(e.shape) + " in the file, but the destination is " +
+                                format_shape(dst.shape()));
+  if (!dst.is_contiguous()) throw std::invalid_argument(where + "the destination is not contiguous");
+  const bool fits = is_float_file_dtype(e.dtype->dtype) ? is_floating_point(dst.dtype())
+                                                        : dst.dtype() == natural_dtype(e.dtype->dtype);
+  if (!fits)
+    throw std::invalid_argument(where + e.dtype->name + " in the file cannot be read into a " +
+                                dtype_name(dst.dtype()) + " tensor");
+  switch (dst.dtype()) {
+    case DType::Float32: read_elements(e, read, dst.data<float>(), source); break;
+    case DType::Float64: read_elements(e, read, dst.data<double>(), source); break;
+    case DType::Int64: read_elements(e, read, dst.data<int64_t>(), source); break;
+    case DType::Bool: read_elements(e, read, dst.data<bool>(), source); break;
+  }
+  dst.bump_version();
+}
+
+Tensor read_tensor(const Entry& e, const ReadBytes& read, const std::string& source) {
+  Tensor t = empty(e.shape, natural_dtype(e.dtype->dtype));
+  read_into_tensor(e, read, t, source);
+  return t;
 }
 
 // The buffer of a contiguous tensor as bytes (a bool is one byte, 0 or 1, as the format's BOOL).
@@ -626,7 +669,18 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
   }
 }
 
-SafeTensors parse_safetensors(const uint8_t* data, std::size_t size, const std::string& source_name) {
+namespace {
+
+// A validated header and the means to read the data section it describes: the one way into a file,
+// shared by parse_safetensors, load_safetensors and SafeTensorsReader.
+struct OpenedFile {
+  std::string source;
+  Header header;
+  std::unique_ptr<RegularFile> file;  // when reading from disk
+  ReadBytes read;                     // reads from the data section
+};
+
+OpenedFile open_memory(const uint8_t* data, std::size_t size, const std::string& source_name) {
   if (size < 8) {
     fail(source_name, "file is too small (" + std::to_string(size) +
                           " bytes) to hold the 8-byte header length");
@@ -634,22 +688,27 @@ SafeTensors parse_safetensors(const uint8_t* data, std::size_t size, const std::
   const uint64_t header_size = checked_header_length(data, size, source_name);
   const uint8_t* header_text = data + 8;
   const uint64_t data_size = size - 8 - header_size;
-  Header header = validate_header(
+  OpenedFile out;
+  out.source = source_name;
+  out.header = validate_header(
       parse_header_json(reinterpret_cast<const char*>(header_text), header_size, source_name),
       data_size, source_name);
   const uint8_t* data_section = header_text + header_size;
-  return build(std::move(header), [&](uint64_t offset, std::size_t n, uint8_t* dst) {
+  out.read = [data_section](uint64_t offset, std::size_t n, uint8_t* dst) {
     std::memcpy(dst, data_section + offset, n);
-  }, source_name);
+  };
+  return out;
 }
 
-SafeTensors load_safetensors(const std::string& path) {
-  const RegularFile file(path);  // refuses FIFOs and directories without blocking on them
-  const int fd = file.fd();
-  const uint64_t file_size = file.size();
+OpenedFile open_path(const std::string& path) {
+  OpenedFile out;
+  out.source = path;
+  out.file = std::make_unique<RegularFile>(path);  // refuses FIFOs and directories without blocking on them
+  const int fd = out.file->fd();
+  const uint64_t file_size = out.file->size();
 
   // Reads exactly n bytes at `offset` in the file; a file that shrank since fstat is an error.
-  auto read_at = [&](uint64_t offset, std::size_t n, uint8_t* dst) {
+  auto read_at = [fd, path](uint64_t offset, std::size_t n, uint8_t* dst) {
     while (n > 0) {
       const std::size_t chunk = std::min<std::size_t>(n, std::size_t{1} << 30);
       const ssize_t got = ::pread(fd, dst, chunk, static_cast<off_t>(offset));
@@ -671,17 +730,71 @@ SafeTensors load_safetensors(const std::string& path) {
   uint8_t prefix[8];
   read_at(0, 8, prefix);
   const uint64_t header_size = checked_header_length(prefix, file_size, path);
-  Header header;
   {
     std::string text(static_cast<std::size_t>(header_size), '\0');
     read_at(8, text.size(), reinterpret_cast<uint8_t*>(&text[0]));
-    header = validate_header(parse_header_json(text.data(), text.size(), path),
-                             file_size - 8 - header_size, path);
+    out.header = validate_header(parse_header_json(text.data(), text.size(), path),
+                                 file_size - 8 - header_size, path);
   }
   const uint64_t data_start = 8 + header_size;
-  return build(std::move(header), [&](uint64_t offset, std::size_t n, uint8_t* dst) {
+  out.read = [read_at, data_start](uint64_t offset, std::size_t n, uint8_t* dst) {
     read_at(data_start + offset, n, dst);
-  }, path);
+  };
+  return out;
+}
+
+}  // namespace
+
+SafeTensors parse_safetensors(const uint8_t* data, std::size_t size, const std::string& source_name) {
+  OpenedFile f = open_memory(data, size, source_name);
+  return build(std::move(f.header), f.read, f.source);
+}
+
+SafeTensors load_safetensors(const std::string& path) {
+  OpenedFile f = open_path(path);
+  return build(std::move(f.header), f.read, f.source);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading tensor by tensor.
+
+struct SafeTensorsReader::State {
+  OpenedFile file;
+  std::map<std::string, TensorInfo> infos;
+  std::map<std::string, const Entry*> entries;
+
+  explicit State(OpenedFile f) : file(std::move(f)) {
+    for (const Entry& e : file.header.entries) {
+      infos.emplace(e.name, TensorInfo{e.dtype->name, e.shape});
+      entries.emplace(e.name, &e);
+    }
+  }
+  const Entry& entry(const std::string& name) const {
+    auto it = entries.find(name);
+    if (it == entries.end()) fail(file.source, "no tensor " + quote_name(name) + " in the file");
+    return *it->second;
+  }
+};
+
+SafeTensorsReader::SafeTensorsReader(const std::string& path)
+    : state_(std::make_unique<State>(open_path(path))) {}
+SafeTensorsReader::SafeTensorsReader(const uint8_t* data, std::size_t size, const std::string& source_name)
+    : state_(std::make_unique<State>(open_memory(data, size, source_name))) {}
+SafeTensorsReader::~SafeTensorsReader() = default;
+SafeTensorsReader::SafeTensorsReader(SafeTensorsReader&&) noexcept = default;
+SafeTensorsReader& SafeTensorsReader::operator=(SafeTensorsReader&&) noexcept = default;
+
+const std::string& SafeTensorsReader::source() const { return state_->file.source; }
+const std::map<std::string, std::string>& SafeTensorsReader::metadata() const { return state_->file.header.metadata; }
+const std::map<std::string, SafeTensorsReader::TensorInfo>& SafeTensorsReader::tensors() const { return state_->infos; }
+bool SafeTensorsReader::contains(const std::string& name) const { return state_->entries.count(name) > 0; }
+
+void SafeTensorsReader::read_into(const std::string& name, Tensor& dst) const {
+  read_into_tensor(state_->entry(name), state_->file.read, dst, state_->file.source);
+}
+
+Tensor SafeTensorsReader::read(const std::string& name) const {
+  return read_tensor(state_->entry(name), state_->file.read, state_->file.source);
 }
 
 }  // namespace minitrain

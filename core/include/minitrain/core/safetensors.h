@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 
 namespace minitrain {
@@ -51,6 +52,47 @@ SafeTensors load_safetensors(const std::string& path);
 
 // Parses an in-memory file. `source_name` prefixes every error message (a path, or "<memory>").
 SafeTensors parse_safetensors(const uint8_t* data, std::size_t size, const std::string& source_name);
+
+// A safetensors file whose header has been read and validated (by the same parser and with the same
+// checks as load_safetensors: nothing is trusted), and whose tensors are read one at a time, on request,
+// into a buffer the caller owns. A loader that builds its model first and then reads each tensor straight
+// into its parameter never holds the file's tensors and the model at once (load_safetensors followed by
+// load_state_dict holds both). The data section is read with pread, not mapped: mapped pages that have
+// been touched count in the process's resident memory, and the parameter needs its own copy anyway.
+class SafeTensorsReader {
+ public:
+  struct TensorInfo {
+    std::string dtype;  // as in the file: "F32", "F64", "F16", "BF16", "I64", "BOOL"
+    Shape shape;
+  };
+
+  // Opens `path` (a regular file; FIFOs and directories are refused without blocking) and validates its
+  // header against its size. Throws std::runtime_error "<path>: ..." as load_safetensors does.
+  explicit SafeTensorsReader(const std::string& path);
+  // The same over bytes in memory, which must outlive the reader; `source_name` prefixes errors.
+  SafeTensorsReader(const uint8_t* data, std::size_t size, const std::string& source_name);
+  ~SafeTensorsReader();
+  SafeTensorsReader(SafeTensorsReader&&) noexcept;
+  SafeTensorsReader& operator=(SafeTensorsReader&&) noexcept;
+
+  const std::string& source() const;
+  const std::map<std::string, std::string>& metadata() const;
+  const std::map<std::string, TensorInfo>& tensors() const;  // every tensor of the file, by name
+  bool contains(const std::string& name) const;
+
+  // Reads tensor `name` into `dst`, which must be defined, contiguous and of the tensor's shape. F32,
+  // F64, F16 and BF16 go into a Float32 or Float64 `dst` (converted, a chunk at a time: no copy of the
+  // whole tensor is made); I64 into Int64 and BOOL into Bool only. Bumps dst's version. Throws
+  // std::invalid_argument for a `dst` that does not fit (naming the tensor and both shapes or dtypes),
+  // std::runtime_error for a name the file lacks and for read errors, and for a BOOL byte other than 0, 1.
+  void read_into(const std::string& name, Tensor& dst) const;
+  // The tensor in a fresh buffer, as load_safetensors gives it (F16 and BF16 as Float32).
+  Tensor read(const std::string& name) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // The bytes save_safetensors writes. Same input, same bytes.
 std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
