@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -83,6 +84,67 @@ std::string read_regular_file(const std::string& path, uint64_t max_bytes) {
   }
   text.resize(done);
   return text;
+}
+
+namespace {
+
+// Closes a file descriptor on scope exit unless released.
+class FdCloser {
+ public:
+  explicit FdCloser(int fd) : fd_(fd) {}
+  ~FdCloser() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FdCloser(const FdCloser&) = delete;
+  FdCloser& operator=(const FdCloser&) = delete;
+  int release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+void write_file_atomically(const std::string& path, const std::string& bytes, const std::string& who) {
+  // Write a temporary file next to `path`, make it durable, then rename it over `path`.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  auto fail_io = [&](const std::string& step, int err) {
+    ::unlink(tmp.c_str());
+    throw std::runtime_error(who + ": cannot write '" + path + "': " + step + ": " + errno_text(err));
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
+  if (fd < 0) {
+    const int err = errno;
+    throw std::runtime_error(who + ": cannot write '" + path + "': creating '" + tmp + "': " +
+                             errno_text(err));  // nothing of ours to remove
+  }
+  FdCloser closer(fd);
+  std::size_t written = 0;
+  while (written < bytes.size()) {
+    const std::size_t chunk = std::min<std::size_t>(bytes.size() - written, std::size_t{1} << 30);
+    const ssize_t n = ::write(fd, bytes.data() + written, chunk);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_io("writing '" + tmp + "'", errno);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) fail_io("syncing '" + tmp + "'", errno);
+  if (::close(closer.release()) != 0) fail_io("closing '" + tmp + "'", errno);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail_io("renaming '" + tmp + "'", errno);
+
+  // Make the rename itself durable (best effort: some file systems cannot sync a directory).
+  const std::size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
+  }
 }
 
 int remove_stale_temporaries(const std::string& path) {

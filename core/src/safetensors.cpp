@@ -528,21 +528,6 @@ void append_le64(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
 
-// Closes a file descriptor on scope exit unless released.
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  ~FdCloser() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
@@ -631,42 +616,7 @@ void save_safetensors(const std::string& path, const std::map<std::string, Tenso
     throw std::invalid_argument(path + ": " + e.what());
   }
 
-  // Write a temporary file next to `path`, make it durable, then rename it over `path`.
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  auto fail_io = [&](const std::string& step, int err) {
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("save_safetensors: cannot write '" + path + "': " + step + ": " +
-                             errno_text(err));
-  };
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
-  if (fd < 0) {
-    const int err = errno;
-    throw std::runtime_error("save_safetensors: cannot write '" + path + "': creating '" + tmp +
-                             "': " + errno_text(err));  // nothing of ours to remove
-  }
-  FdCloser closer(fd);
-  std::size_t written = 0;
-  while (written < bytes.size()) {
-    const std::size_t chunk = std::min<std::size_t>(bytes.size() - written, std::size_t{1} << 30);
-    const ssize_t n = ::write(fd, bytes.data() + written, chunk);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail_io("writing '" + tmp + "'", errno);
-    }
-    written += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) fail_io("syncing '" + tmp + "'", errno);
-  if (::close(closer.release()) != 0) fail_io("closing '" + tmp + "'", errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail_io("renaming '" + tmp + "'", errno);
-
-  // Make the rename itself durable (best effort: some file systems cannot sync a directory).
-  const std::size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  write_file_atomically(path, bytes, "save_safetensors");
 }
 
 namespace {

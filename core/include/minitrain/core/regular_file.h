@@ -38,6 +38,12 @@ std::string regular_file_problem(const std::string& path);
 // when the file is larger than `max_bytes` (checked before reading).
 std::string read_regular_file(const std::string& path, uint64_t max_bytes = UINT64_MAX);
 
+// Replaces `path` with `bytes` atomically: a temporary "<path>.tmp.<pid>" next to it is written, flushed,
+// fsync'ed and renamed over `path` (then the directory is synced, best effort). On failure the temporary is
+// removed, `path` is left untouched, and std::runtime_error says "<who>: cannot write '<path>': <step>:
+// <system error>".
+void write_file_atomically(const std::string& path, const std::string& bytes, const std::string& who);
+
 // Removes "<path>.tmp.<pid>" files that save_safetensors left behind when its process was killed
 // (kill -9 between creating the temporary and renaming it). Only files of processes that no longer
 // exist on this machine are removed; a live writer's temporary is left alone. Returns how many were
