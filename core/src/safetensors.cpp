@@ -743,6 +743,28 @@ void SafeTensorsReader::read_into(const std::string& name, Tensor& dst) const {
   read_into_tensor(state_->entry(name), state_->file.read, dst, state_->file.source);
 }
 
+void SafeTensorsReader::read_rows_into(const std::string& name, int64_t first_row, Tensor& dst) const {
+  const Entry& e = state_->entry(name);
+  const std::string& source = state_->file.source;
+  const std::string where = source + ": tensor " + quote_name(e.name) + ": ";
+  if (e.shape.empty()) throw std::invalid_argument(where + "a scalar has no rows");
+  if (!dst.defined() || dst.dim() != static_cast<int64_t>(e.shape.size()))
+    throw std::invalid_argument(where + "rows of shape " + format_shape(e.shape) + " need a destination of " +
+                                std::to_string(e.shape.size()) + " dimensions");
+  const int64_t rows = dst.size(0);
+  if (first_row < 0 || first_row > e.shape[0] || rows > e.shape[0] - first_row)
+    throw std::invalid_argument(where + "rows [" + std::to_string(first_row) + ", " + std::to_string(first_row + rows) +
+                                ") are outside its " + std::to_string(e.shape[0]) + " rows");
+  // The rows are a contiguous stretch of the data section: an entry of their own.
+  Entry part = e;
+  part.shape[0] = rows;
+  const uint64_t row_elements = e.shape[0] == 0 ? 0 : e.numel / static_cast<uint64_t>(e.shape[0]);
+  part.numel = row_elements * static_cast<uint64_t>(rows);
+  part.begin = e.begin + row_elements * static_cast<uint64_t>(first_row) * e.dtype->itemsize;
+  part.end = part.begin + part.numel * e.dtype->itemsize;
+  read_into_tensor(part, state_->file.read, dst, source);
+}
+
 Tensor SafeTensorsReader::read(const std::string& name) const {
   return read_tensor(state_->entry(name), state_->file.read, state_->file.source);
 }

@@ -230,3 +230,42 @@ TEST_F(ReaderFile, HostileFilesAreRefusedWithLoadSafetensorsMessages) {
   fs::resize_file(shrinking, good.size() - 8);
   EXPECT_NE(message_of<std::runtime_error>([&] { reader.read("w"); }).find("file ended early"), std::string::npos);
 }
+
+TEST(SafeTensorsReader, ReadRowsIntoReadsOneBlockOfRows) {
+  std::vector<float> values(5 * 3);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i) + 0.5f;
+  const HalfCase half = half_case(kLong, false);
+  const std::string header = "{" + entry("h", "F16", "[" + std::to_string(kLong / 2) + ",2]", 0, kLong * 2) + "}";
+  const std::string half_bytes = le64(header.size()) + header + raw_bytes(half.bits);
+  const std::string bytes = serialize_safetensors({{"w", from_vector(values, {5, 3})}});
+  const SafeTensorsReader reader = reader_of(bytes);
+  Tensor rows = zeros({2, 3}, DType::Float32);
+  reader.read_rows_into("w", 1, rows);
+  EXPECT_EQ(rows.to_vector<float>(), std::vector<float>(values.begin() + 3, values.begin() + 9));
+  Tensor last = zeros({1, 3}, DType::Float64);
+  reader.read_rows_into("w", 4, last);
+  EXPECT_EQ(last.to_vector<double>(), (std::vector<double>{12.5, 13.5, 14.5}));
+  // Half precision, a block that starts past the first conversion chunk.
+  const SafeTensorsReader half_reader = reader_of(half_bytes);
+  const int64_t first = kLong / 2 - 40000;
+  Tensor block = zeros({30000, 2}, DType::Float32);
+  half_reader.read_rows_into("h", first, block);
+  EXPECT_EQ(block.to_vector<double>(),
+            std::vector<double>(half.values.begin() + first * 2, half.values.begin() + (first + 30000) * 2));
+
+  Tensor past_end = zeros({2, 3}, DType::Float32);
+  EXPECT_NE(message_of<std::invalid_argument>([&] { reader.read_rows_into("w", 4, past_end); })
+                .find("mem.safetensors: tensor 'w': rows [4, 6) are outside its 5 rows"),
+            std::string::npos);
+  Tensor negative = zeros({1, 3}, DType::Float32);
+  EXPECT_NE(message_of<std::invalid_argument>([&] { reader.read_rows_into("w", -1, negative); }).find("outside"),
+            std::string::npos);
+  Tensor wrong_width = zeros({2, 4}, DType::Float32);
+  EXPECT_NE(message_of<std::invalid_argument>([&] { reader.read_rows_into("w", 0, wrong_width); })
+                .find("shape [2,3] in the file, but the destination is [2,4]"),
+            std::string::npos);
+  Tensor flat = zeros({3}, DType::Float32);
+  EXPECT_NE(message_of<std::invalid_argument>([&] { reader.read_rows_into("w", 0, flat); })
+                .find("need a destination of 2 dimensions"),
+            std::string::npos);
+}

@@ -86,6 +86,10 @@ class SafeTensorsReader {
   // std::invalid_argument for a `dst` that does not fit (naming the tensor and both shapes or dtypes),
   // std::runtime_error for a name the file lacks and for read errors, and for a BOOL byte other than 0, 1.
   void read_into(const std::string& name, Tensor& dst) const;
+  // Reads rows [first_row, first_row + dst.size(0)) of tensor `name` (split along its first dimension)
+  // into `dst`, whose other dimensions must be the tensor's: a large tensor can be compared or converted
+  // a block at a time. The same dtype rules and errors as read_into, and rows past the end are refused.
+  void read_rows_into(const std::string& name, int64_t first_row, Tensor& dst) const;
   // The tensor in a fresh buffer, as load_safetensors gives it (F16 and BF16 as Float32).
   Tensor read(const std::string& name) const;
 
