@@ -14,6 +14,7 @@
 #pragma once
 
 #include <minitrain/nn/gpt.h>
+#include <minitrain/train/imported_gpt.h>
 
 #include <map>
 #include <memory>
@@ -34,11 +35,6 @@ nn::StateDict nanogpt_state_dict(const nn::GPT& model);
 // "minitrain.gpt_config" (the full minitrain config) in the metadata, plus `extra_metadata`.
 void export_nanogpt(const std::string& path, const nn::GPT& model,
                     const std::map<std::string, std::string>& extra_metadata = {});
-
-struct ImportedGPT {
-  std::unique_ptr<nn::GPT> model;
-  std::map<std::string, std::string> metadata;  // the file's, e.g. "tokenizer"
-};
 
 // Builds a GPT from nanoGPT-named tensors. The config comes from `config_json` (nanoGPT's fields); when it
 // is empty, it is read off the shapes (vocab_size and n_embd from wte, block_size from wpe, n_layer from

@@ -1,0 +1,346 @@
+// Hugging Face GPT-2 directories in and out, through the fixtures of tests/reference/fixtures_hf.py:
+// hf_gpt2_tiny/ (save_pretrained's own output) and hf_gpt2_hub_layout/ (the hub's `gpt2` naming, mask
+// buffers, lm_head present) give transformers' logits and loss; an export is save_pretrained's file again
+// and loads back bit for bit; every kind of bad directory is refused with one line naming the file and
+// the field or tensor.
+#include "parity.h"
+
+#include <minitrain/core/factory.h>
+#include <minitrain/core/safetensors.h>
+#include <minitrain/train/hf_checkpoint.h>
+#include <minitrain/train/hf_gpt2.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+
+using namespace minitrain;
+using nlohmann::json;
+using parity::Fixture;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kReference = "hf_gpt2_reference.safetensors";
+
+std::string fixture_dir(const std::string& name) { return parity::fixture_path(name); }
+
+// A fresh directory for one test, removed afterwards.
+struct ScratchDir {
+  fs::path dir;
+  ScratchDir() {
+    std::string pattern = (fs::temp_directory_path() / "minitrain_hf_gpt2_XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  // A copy of a fixture directory under `name`.
+  std::string copy_of(const std::string& fixture, const std::string& name) const {
+    const fs::path to = dir / name;
+    fs::copy(fixture_dir(fixture), to, fs::copy_options::recursive);
+    return to.string();
+  }
+};
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return json::parse(in);
+}
+
+void edit_config(const std::string& model_dir, const std::function<void(json&)>& edit) {
+  const std::string path = (fs::path(model_dir) / "config.json").string();
+  json j = read_json(path);
+  edit(j);
+  std::ofstream(path) << j.dump(2);
+}
+
+void edit_weights(const std::string& model_dir, const std::function<void(std::map<std::string, Tensor>&)>& edit) {
+  const std::string path = (fs::path(model_dir) / "model.safetensors").string();
+  SafeTensors file = load_safetensors(path);
+  edit(file.tensors);
+  save_safetensors(path, file.tensors, file.metadata);
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
+  const std::vector<float> x = a.to_vector<float>(), y = b.to_vector<float>();
+  return std::equal(x.begin(), x.end(), y.begin(), [](float p, float q) { return std::memcmp(&p, &q, 4) == 0; });
+}
+
+// `fn` must throw std::invalid_argument: one line, starting with `file`, holding every piece of `parts`.
+template <class F>
+void expect_refused(F fn, const std::string& file, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "accepted, expected an error mentioning " << parts.front();
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.rfind(file, 0), 0u) << "does not start with " << file << ": " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
+    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
+  }
+}
+
+// The model's logits and HF's loss (labels = idx: next-token cross-entropy over positions 0..T-2).
+std::pair<Tensor, Tensor> logits_and_loss(nn::GPT& model, const Tensor& idx) {
+  model.eval();
+  NoGradGuard no_grad;
+  const int64_t T = idx.size(1);
+  Tensor logits = model.forward(idx);
+  Tensor loss = model.loss(idx.narrow(1, 0, T - 1).contiguous(), idx.narrow(1, 1, T - 1).contiguous());
+  return {logits, loss};
+}
+
+}  // namespace
+
+TEST(HfGpt2Import, FixturesGiveTransformersLogitsAndLoss) {
+  const Fixture ref(kReference);
+  parity::Report report("hf gpt2 import (float32)", parity::kFloat32Limit);
+  for (const auto& [model_name, dir] : {std::make_pair(std::string("tiny"), std::string("hf_gpt2_tiny")),
+                                        std::make_pair(std::string("hub_layout"), std::string("hf_gpt2_hub_layout"))}) {
+    train::ImportedGPT imported = train::load_hf_gpt2(fixture_dir(dir));
+    ASSERT_EQ(imported.model->dtype(), DType::Float32);
+    const auto [logits, loss] = logits_and_loss(*imported.model, ref.at(model_name + ".idx"));
+    report.check(model_name, "logits", logits, ref.at(model_name + ".logits"));
+    report.check(model_name, "loss", loss, ref.at(model_name + ".loss"));
+    // For scale: how far torch's own float32 logits are from its float64 ones (rounded to float32), and
+    // minitrain's.
+    const Tensor exact = ref.at(model_name + ".logits_f64").to(DType::Float32);
+    report.record(model_name, "(torch f32 vs f64 logits)", parity::relative_error(ref.at(model_name + ".logits"), exact));
+    report.record(model_name, "(minitrain f32 vs torch f64 logits)", parity::relative_error(logits, exact));
+  }
+  std::cout << "[parity] hf gpt2 fixtures written by torch " << ref.meta("torch") << ", transformers "
+            << ref.meta("transformers") << "\n";
+  for (const std::string& failure : report.failures()) ADD_FAILURE() << failure;
+}
+
+TEST(HfGpt2Import, ConfigFieldsBecomeTheGPTConfig) {
+  const nn::GPTConfig tiny = train::load_hf_gpt2(fixture_dir("hf_gpt2_tiny")).model->config();
+  EXPECT_EQ(tiny.n_layer, 2);
+  EXPECT_EQ(tiny.n_head, 2);
+  EXPECT_EQ(tiny.n_embd, 32);
+  EXPECT_EQ(tiny.vocab_size, 101);
+  EXPECT_EQ(tiny.block_size, 24);
+  EXPECT_TRUE(tiny.bias);
+  EXPECT_EQ(tiny.activation, nn::Activation::GeluTanh);  // gelu_new
+  EXPECT_DOUBLE_EQ(tiny.dropout, 0.1);
+  EXPECT_TRUE(std::isnan(tiny.attention_scale));
+  const nn::GPTConfig hub = train::load_hf_gpt2(fixture_dir("hf_gpt2_hub_layout")).model->config();
+  EXPECT_EQ(hub.activation, nn::Activation::Gelu);
+  EXPECT_EQ(hub.attention_scale, 1.0);  // scale_attn_weights false
+  EXPECT_EQ(hub.dropout, 0.0);
+  // The dispatcher reads model_type and gives the same model.
+  train::ImportedGPT via_dispatch = train::load_hf_checkpoint(fixture_dir("hf_gpt2_tiny"));
+  EXPECT_EQ(via_dispatch.model->config().activation, nn::Activation::GeluTanh);
+  EXPECT_EQ(train::hf_model_types(), std::vector<std::string>{"gpt2"});
+}
+
+TEST(HfGpt2Export, IsSavePretrainedsFileAgainAndLoadsBackBitForBit) {
+  ScratchDir scratch;
+  train::ImportedGPT imported = train::load_hf_gpt2(fixture_dir("hf_gpt2_tiny"));
+  const std::string out = (scratch.dir / "export").string();  // created by the export
+  train::export_hf_gpt2(*imported.model, out);
+
+  // The same tensors as save_pretrained wrote: names, dtypes, shapes, bytes.
+  const SafeTensors theirs = load_safetensors(fixture_dir("hf_gpt2_tiny") + "/model.safetensors");
+  const SafeTensors ours = load_safetensors(out + "/model.safetensors");
+  ASSERT_EQ(ours.tensors.size(), theirs.tensors.size());
+  for (const auto& [name, t] : theirs.tensors) {
+    ASSERT_TRUE(ours.tensors.count(name)) << name;
+    EXPECT_TRUE(bitwise_equal(ours.tensors.at(name), t)) << name;
+  }
+  EXPECT_EQ(ours.metadata.at("format"), "pt");
+  // config.json agrees with transformers' on every field that describes the model.
+  const json their_config = read_json(fixture_dir("hf_gpt2_tiny") + "/config.json");
+  const json our_config = read_json(out + "/config.json");
+  for (const char* key : {"model_type", "architectures", "vocab_size", "n_positions", "n_embd", "n_layer", "n_head",
+                          "n_inner", "activation_function", "layer_norm_epsilon", "resid_pdrop", "embd_pdrop",
+                          "attn_pdrop", "scale_attn_weights", "scale_attn_by_inverse_layer_idx",
+                          "reorder_and_upcast_attn", "add_cross_attention", "tie_word_embeddings"})
+    EXPECT_EQ(our_config.at(key), their_config.at(key)) << key;
+
+  // Loading the export gives the same model.
+  train::ImportedGPT again = train::load_hf_gpt2(out);
+  const nn::StateDict a = imported.model->state_dict(), b = again.model->state_dict();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(bitwise_equal(t, b.at(name))) << name;
+  EXPECT_EQ(train::gpt2_config_to_hf(again.model->config()), train::gpt2_config_to_hf(imported.model->config()));
+}
+
+TEST(HfGpt2Export, MinitrainModelsRoundTripBitForBit) {
+  ScratchDir scratch;
+  struct Case {
+    nn::Activation activation;
+    double scale;
+  };
+  for (const Case& c : {Case{nn::Activation::Gelu, std::nan("")}, Case{nn::Activation::GeluTanh, 1.0},
+                        Case{nn::Activation::Relu, std::nan("")}}) {
+    nn::GPTConfig config;
+    config.n_layer = 3;
+    config.n_head = 2;
+    config.n_embd = 16;
+    config.vocab_size = 37;
+    config.block_size = 12;
+    config.bias = true;
+    config.dropout = 0.25;
+    config.activation = c.activation;
+    config.attention_scale = c.scale;
+    config.seed = 99;
+    nn::GPT model(config);
+    // Biases and LayerNorms start at 0 and 1: give them values, so a misplaced one shows.
+    Generator gen(5);
+    {
+      NoGradGuard no_grad;
+      for (auto& [name, p] : model.named_parameters()) p.copy_(randn(p.shape(), gen));
+    }
+    const std::string dir = (scratch.dir / ("model_" + std::to_string(static_cast<int>(c.activation)))).string();
+    train::export_hf_gpt2(model, dir, {{"tokenizer", "abc"}});
+    train::ImportedGPT back = train::load_hf_gpt2(dir);
+    EXPECT_EQ(back.metadata.at("tokenizer"), "abc");
+    const nn::GPTConfig& got = back.model->config();
+    EXPECT_EQ(got.activation, c.activation);
+    EXPECT_EQ(std::isnan(got.attention_scale), std::isnan(c.scale));
+    EXPECT_EQ(got.dropout, 0.25);
+    EXPECT_EQ(got.n_layer, 3);
+    const nn::StateDict a = model.state_dict(), b = back.model->state_dict();
+    for (const auto& [name, t] : a) EXPECT_TRUE(bitwise_equal(t, b.at(name))) << name;
+    Tensor idx = randint(0, 37, {2, 12}, gen);
+    model.eval();
+    back.model->eval();
+    NoGradGuard no_grad;
+    EXPECT_TRUE(bitwise_equal(model.forward(idx), back.model->forward(idx)));
+  }
+}
+
+TEST(HfGpt2Export, RefusesWhatGpt2CannotExpress) {
+  ScratchDir scratch;
+  auto refused = [&](const std::function<void(nn::GPTConfig&)>& edit, const std::string& part) {
+    nn::GPTConfig config;
+    config.n_layer = 1;
+    config.n_head = 2;
+    config.n_embd = 8;
+    config.vocab_size = 11;
+    config.block_size = 4;
+    config.bias = true;
+    edit(config);
+    nn::GPT model(config);
+    expect_refused([&] { train::export_hf_gpt2(model, (scratch.dir / "x").string()); }, "GPT-2 export: ", {part});
+  };
+  refused([](nn::GPTConfig& c) { c.bias = false; }, "biases");
+  refused([](nn::GPTConfig& c) { c.positional = nn::PositionalEncoding::Sinusoidal; }, "sinusoidal");
+  refused([](nn::GPTConfig& c) { c.attention_scale = 0.3; }, "1/sqrt(head size)");
+  EXPECT_FALSE(fs::exists(scratch.dir / "x")) << "a refused export wrote something";
+}
+
+TEST(HfGpt2Import, BadConfigsAreRefusedNamingConfigJsonAndTheField) {
+  ScratchDir scratch;
+  int n = 0;
+  auto refused = [&](const std::function<void(json&)>& edit, const std::vector<std::string>& parts) {
+    const std::string dir = scratch.copy_of("hf_gpt2_tiny", "c" + std::to_string(n++));
+    edit_config(dir, edit);
+    expect_refused([&] { train::load_hf_gpt2(dir); }, dir + "/config.json: ", parts);
+  };
+  refused([](json& j) { j.erase("n_embd"); }, {"missing 'n_embd'"});
+  refused([](json& j) { j.erase("model_type"); }, {"missing 'model_type'"});
+  refused([](json& j) { j["model_type"] = "llama"; }, {"'model_type' is 'llama'"});
+  refused([](json& j) { j["activation_function"] = "swish"; },
+          {"'activation_function' is 'swish'; accepted: gelu_new, gelu_pytorch_tanh, gelu, relu"});
+  refused([](json& j) { j["n_embd"] = 32.5; }, {"'n_embd' must be an integer"});
+  refused([](json& j) { j["n_head"] = 3; }, {"n_embd 32 is not divisible by n_head 3"});
+  refused([](json& j) { j["n_inner"] = 64; }, {"'n_inner' is 64", "4 * n_embd = 128"});
+  refused([](json& j) { j["layer_norm_epsilon"] = 1e-6; }, {"'layer_norm_epsilon'", "1e-5"});
+  refused([](json& j) { j["scale_attn_by_inverse_layer_idx"] = true; }, {"'scale_attn_by_inverse_layer_idx' is true"});
+  refused([](json& j) { j["add_cross_attention"] = true; }, {"'add_cross_attention' is true"});
+  refused([](json& j) { j["tie_word_embeddings"] = false; }, {"'tie_word_embeddings' is false"});
+  refused([](json& j) { j["attn_pdrop"] = 0.2; }, {"'attn_pdrop' is 0.2", "one dropout rate"});
+  refused([](json& j) { j["resid_pdrop"] = 1.0; }, {"'resid_pdrop' must be in"});
+}
+
+TEST(HfGpt2Import, BadWeightsAreRefusedNamingModelSafetensorsAndTheTensor) {
+  ScratchDir scratch;
+  int n = 0;
+  auto refused = [&](const std::function<void(std::map<std::string, Tensor>&)>& edit,
+                     const std::vector<std::string>& parts, const char* fixture = "hf_gpt2_tiny") {
+    const std::string dir = scratch.copy_of(fixture, "w" + std::to_string(n++));
+    edit_weights(dir, edit);
+    expect_refused([&] { train::load_hf_gpt2(dir); }, dir + "/model.safetensors: ", parts);
+  };
+  const std::string fc = "transformer.h.1.mlp.c_fc.weight";
+  // Stored the Linear way round instead of Conv1D's (in, out).
+  refused([&](auto& t) { t[fc] = t[fc].transpose(0, 1).contiguous(); },
+          {"tensor '" + fc + "' is (128, 32) but config.json makes it (32, 128)"});
+  refused([](auto& t) { t.erase("transformer.ln_f.bias"); }, {"missing tensor 'transformer.ln_f.bias'"});
+  refused([](auto& t) { t["transformer.h.0.attn.q_proj.weight"] = zeros({32, 32}); },
+          {"unexpected tensor 'transformer.h.0.attn.q_proj.weight'"});
+  refused([](auto& t) { t["transformer.h.x.ln_1.weight"] = zeros({32}); }, {"unexpected tensor 'transformer.h.x.ln_1.weight'"});
+  refused([](auto& t) { t["transformer.wpe.weight"] = zeros({24, 32}, DType::Int64); },
+          {"tensor 'transformer.wpe.weight' is I64; a weight must be F32, F64, F16 or BF16"});
+  refused([](auto& t) {
+    Tensor w = t["transformer.h.0.attn.c_proj.weight"].clone();
+    w.set({3, 5}, std::numeric_limits<double>::quiet_NaN());
+    t["transformer.h.0.attn.c_proj.weight"] = w;
+  }, {"tensor 'transformer.h.0.attn.c_proj.weight' holds a non-finite value (nan)"});
+  // An extra layer beyond config.json's n_layer.
+  refused([](auto& t) {
+    std::map<std::string, Tensor> extra;
+    for (const auto& [name, v] : t)
+      if (name.rfind("transformer.h.1.", 0) == 0) extra["transformer.h.2." + name.substr(16)] = v;
+    t.insert(extra.begin(), extra.end());
+  }, {"holds 3 layers but config.json says n_layer 2"});
+  // lm_head present but not the tied embedding.
+  refused([](auto& t) {
+    Tensor head = t["lm_head.weight"].clone();
+    head.set({100, 31}, 7.0);
+    t["lm_head.weight"] = head;
+  }, {"'lm_head.weight' differs from 'wte.weight' (element 3231", "ties its head"}, "hf_gpt2_hub_layout");
+  // Both naming styles at once.
+  refused([](auto& t) { t["wte.weight"] = t["transformer.wte.weight"]; }, {"unexpected tensor 'wte.weight'"});
+}
+
+TEST(HfGpt2Import, AConfigClaimingAHugeModelIsRefusedByTheShapesBeforeAnyAllocation) {
+  ScratchDir scratch;
+  const std::string dir = scratch.copy_of("hf_gpt2_tiny", "huge");
+  // 2^24 wide: about 8 PB of weights. The shapes disagree with the file, so nothing is allocated.
+  edit_config(dir, [](json& j) { j["n_embd"] = 1 << 24; j["n_head"] = 1; });
+  const int64_t before = live_storage_bytes();
+  expect_refused([&] { train::load_hf_gpt2(dir); }, dir + "/model.safetensors: ",
+                 {"tensor 'transformer.h.0.attn.c_attn.bias' is (96) but config.json makes it (50331648)"});
+  EXPECT_EQ(live_storage_bytes(), before);
+}
+
+TEST(HfGpt2Import, DirectoriesWithoutTheFilesSaySoInOneLine) {
+  ScratchDir scratch;
+  expect_refused([&] { train::load_hf_gpt2((scratch.dir / "nowhere").string()); }, (scratch.dir / "nowhere").string(),
+                 {"not a directory"});
+  const std::string no_config = scratch.copy_of("hf_gpt2_tiny", "no_config");
+  fs::remove(fs::path(no_config) / "config.json");
+  expect_refused([&] { train::load_hf_gpt2(no_config); }, no_config + "/config.json: ", {"no such file"});
+  const std::string sharded = scratch.copy_of("hf_gpt2_tiny", "sharded");
+  fs::rename(fs::path(sharded) / "model.safetensors", fs::path(sharded) / "model-00001-of-00002.safetensors");
+  std::ofstream(fs::path(sharded) / "model.safetensors.index.json") << "{}";
+  expect_refused([&] { train::load_hf_gpt2(sharded); }, sharded + ": ", {"no model.safetensors", "sharded"});
+  const std::string bad_json = scratch.copy_of("hf_gpt2_tiny", "bad_json");
+  std::ofstream(fs::path(bad_json) / "config.json") << "{\"n_embd\": ";
+  expect_refused([&] { train::load_hf_gpt2(bad_json); }, bad_json + "/config.json: ", {"invalid JSON"});
+  // A hostile safetensors header gets the reader's own message.
+  const std::string truncated = scratch.copy_of("hf_gpt2_tiny", "truncated");
+  const fs::path weights = fs::path(truncated) / "model.safetensors";
+  fs::resize_file(weights, fs::file_size(weights) - 100);
+  expect_refused([&] { train::load_hf_gpt2(truncated); }, truncated + "/model.safetensors: ", {"past the end"});
+  // The dispatcher names the model types it reads.
+  const std::string llama = scratch.copy_of("hf_gpt2_tiny", "llama");
+  edit_config(llama, [](json& j) { j["model_type"] = "llama"; });
+  expect_refused([&] { train::load_hf_checkpoint(llama); }, llama + "/config.json: ",
+                 {"'model_type' is 'llama'; minitrain reads 'gpt2'"});
+}
