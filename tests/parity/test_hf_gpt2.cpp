@@ -144,6 +144,17 @@ TEST(HfGpt2Import, ConfigFieldsBecomeTheGPTConfig) {
   train::ImportedGPT via_dispatch = train::load_hf_checkpoint(fixture_dir("hf_gpt2_tiny"));
   EXPECT_EQ(via_dispatch.model->config().activation, nn::Activation::GeluTanh);
   EXPECT_EQ(train::hf_model_types(), std::vector<std::string>{"gpt2"});
+  // Training settings replace the file's; the weights stay the file's.
+  train::ImportSettings settings;
+  settings.dropout = 0.0;
+  settings.seed = 42;
+  train::ImportedGPT tuned = train::load_hf_checkpoint(fixture_dir("hf_gpt2_tiny"), settings);
+  EXPECT_EQ(tuned.model->config().dropout, 0.0);
+  EXPECT_EQ(tuned.model->config().seed, 42u);
+  const nn::StateDict a = tuned.model->state_dict(), b = via_dispatch.model->state_dict();
+  for (const auto& [name, t] : a) EXPECT_TRUE(bitwise_equal(t, b.at(name))) << name;
+  settings.dropout = 1.0;
+  expect_refused([&] { train::load_hf_gpt2(fixture_dir("hf_gpt2_tiny"), settings); }, "import: ", {"dropout"});
 }
 
 TEST(HfGpt2Export, IsSavePretrainedsFileAgainAndLoadsBackBitForBit) {

@@ -82,6 +82,16 @@ std::string hf_model_type(const json& config, const std::string& source) {
   return it->get<std::string>();
 }
 
+nn::GPTConfig apply_import_settings(nn::GPTConfig config, const ImportSettings& settings) {
+  if (settings.dropout) {
+    if (!(*settings.dropout >= 0 && *settings.dropout < 1))
+      throw std::invalid_argument("import: dropout must be in [0, 1), got " + std::to_string(*settings.dropout));
+    config.dropout = *settings.dropout;
+  }
+  if (settings.seed) config.seed = *settings.seed;
+  return config;
+}
+
 SafeTensorsReader open_hf_weights(const std::string& dir) {
   const std::string path = hf_weights_path(dir);
   std::error_code ec;

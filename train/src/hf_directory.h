@@ -9,6 +9,8 @@
 
 #include <minitrain/core/safetensors.h>
 #include <minitrain/core/tensor.h>
+#include <minitrain/nn/gpt.h>
+#include <minitrain/train/imported_gpt.h>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +28,9 @@ std::string hf_weights_path(const std::string& dir);  // <dir>/model.safetensors
 nlohmann::json read_hf_config(const std::string& dir);
 // config.json's "model_type" ("gpt2", "llama", ...), or a one-line error naming the file.
 std::string hf_model_type(const nlohmann::json& config, const std::string& source);
+
+// `config` with the settings' dropout and seed; a dropout outside [0, 1) is refused naming it.
+nn::GPTConfig apply_import_settings(nn::GPTConfig config, const ImportSettings& settings);
 
 // <dir>/model.safetensors opened with its header validated. A directory holding only a sharded checkpoint
 // (model.safetensors.index.json) or PyTorch pickles (pytorch_model.bin) gets a line saying so.

@@ -221,9 +221,9 @@ std::string gpt2_config_to_hf(const nn::GPTConfig& c) {
   return j.dump();
 }
 
-ImportedGPT load_hf_gpt2(const std::string& dir) {
+ImportedGPT load_hf_gpt2(const std::string& dir, const ImportSettings& settings) {
   const json config_json = detail::read_hf_config(dir);
-  const nn::GPTConfig config = config_from_json(config_json, detail::hf_config_path(dir));
+  const nn::GPTConfig config = detail::apply_import_settings(config_from_json(config_json, detail::hf_config_path(dir)), settings);
   SafeTensorsReader file = detail::open_hf_weights(dir);
 
   // save_pretrained writes "transformer.wte.weight", the hub's gpt2 "wte.weight": one or the other.

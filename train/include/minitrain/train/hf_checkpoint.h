@@ -15,6 +15,6 @@ std::vector<std::string> hf_model_types();
 
 // Reads <dir>/config.json's model_type and loads the directory with that family's reader (load_hf_gpt2
 // for "gpt2"). Throws std::invalid_argument naming the file and the model types accepted.
-ImportedGPT load_hf_checkpoint(const std::string& dir);
+ImportedGPT load_hf_checkpoint(const std::string& dir, const ImportSettings& settings = {});
 
 }  // namespace minitrain::train

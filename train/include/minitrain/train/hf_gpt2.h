@@ -46,7 +46,8 @@ std::string gpt2_config_to_hf(const nn::GPTConfig& config);
 // block's largest matrix). lm_head.weight, when present, must equal the token embedding. Every value must
 // be finite. Errors are std::invalid_argument, one line naming the file and the field or tensor. The
 // metadata is model.safetensors' (e.g. "tokenizer", which export_hf_gpt2 writes for character models).
-ImportedGPT load_hf_gpt2(const std::string& dir);
+// `settings` replaces the dropout rate and seed (training settings, not weights) before the model is built.
+ImportedGPT load_hf_gpt2(const std::string& dir, const ImportSettings& settings = {});
 
 // Writes `model` as a GPT-2 directory (created when missing): config.json and model.safetensors under
 // save_pretrained's names (lm_head.weight left out: tied), float32, {"format": "pt"} plus `extra_metadata`
