@@ -2,6 +2,8 @@
 
 #include <minitrain/core/factory.h>
 
+#include "optimizer_detail.h"
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -61,6 +63,7 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, const OptimizerOptions& def
   std::map<const void*, std::string> tensor_name;
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     if (!groups_[g].has_options()) groups_[g].set_options(defaults.clone());
+    initial_lr_.push_back(groups_[g].options().get_lr());
     for (const auto& [name, p] : groups_[g].params()) {
       if (!p.defined() || !p.is_leaf() || !p.is_contiguous())
         throw std::invalid_argument("Optimizer: parameter '" + name + "' must be a defined contiguous leaf");
@@ -84,22 +87,19 @@ void Optimizer::set_lr(double lr) {
   for (auto& group : groups_) group.options().set_lr(lr);
 }
 
+void Optimizer::scale_lr(double lr, double peak) {
+  // (initial / peak) first: exactly 1 for a group made with the peak lr, so that group gets `lr` bit for bit.
+  for (std::size_t g = 0; g < groups_.size(); ++g)
+    groups_[g].options().set_lr(peak > 0 ? initial_lr_[g] / peak * lr : lr);
+}
+
 NamedParameters Optimizer::parameters() const {
   NamedParameters all;
   for (const auto& group : groups_) all.insert(all.end(), group.params().begin(), group.params().end());
   return all;
 }
 
-template <class Options>
-const Options& Optimizer::group_options(std::size_t group, const char* optimizer) const {
-  const auto* options = dynamic_cast<const Options*>(&groups_[group].options());
-  if (!options)
-    throw std::invalid_argument(std::string(optimizer) + ": parameter group " + std::to_string(group) +
-                                " was given another optimizer's options");
-  return *options;
-}
-
-namespace {
+namespace detail {
 void check_option(bool ok, const char* optimizer, std::size_t group, const char* what, double value) {
   if (!ok)
     throw std::invalid_argument(std::string(optimizer) + ": parameter group " + std::to_string(group) + ": " + what +
@@ -111,7 +111,20 @@ std::vector<ParamGroup> one_group(NamedParameters params) {
   groups.emplace_back(std::move(params));
   return groups;
 }
-}  // namespace
+
+void load_slot(const std::map<std::string, Tensor>& state, const std::string& key, Tensor& slot) {
+  auto it = state.find(key);
+  if (it == state.end()) throw std::invalid_argument("optimizer state: missing '" + key + "'");
+  if (it->second.shape() != slot.shape())
+    throw std::invalid_argument("optimizer state: '" + key + "' has shape " + shape_str(it->second.shape()) +
+                                ", expected " + shape_str(slot.shape()));
+  slot.copy_(it->second);
+}
+}  // namespace detail
+
+using detail::check_option;
+using detail::load_slot;
+using detail::one_group;
 
 AdamW::AdamW(NamedParameters params, const AdamWOptions& options) : AdamW(one_group(std::move(params)), options) {}
 
@@ -242,17 +255,6 @@ std::map<std::string, Tensor> AdamW::state_dict() const {
   }
   return s;
 }
-
-namespace {
-void load_slot(const std::map<std::string, Tensor>& state, const std::string& key, Tensor& slot) {
-  auto it = state.find(key);
-  if (it == state.end()) throw std::invalid_argument("optimizer state: missing '" + key + "'");
-  if (it->second.shape() != slot.shape())
-    throw std::invalid_argument("optimizer state: '" + key + "' has shape " + shape_str(it->second.shape()) +
-                                ", expected " + shape_str(slot.shape()));
-  slot.copy_(it->second);
-}
-}  // namespace
 
 void AdamW::load_state_dict(const std::map<std::string, Tensor>& state, int64_t steps) {
   const NamedParameters params = parameters();
