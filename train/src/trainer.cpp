@@ -65,9 +65,14 @@ Trainer::Trainer(nn::Module& model, LossFn loss_fn, BatchSource batches, TrainOp
       metadata_(std::move(metadata)),
       data_gen_(options_.seed) {
   options_.validate();
-  optimizer_ = std::make_unique<AdamW>(model_.named_parameters(), AdamWOptions(options_.learning_rate)
-                                                                      .betas({options_.beta1, options_.beta2})
-                                                                      .weight_decay(options_.weight_decay));
+  if (options_.make_optimizer) {
+    optimizer_ = options_.make_optimizer(model_.named_parameters());
+    if (!optimizer_) throw std::invalid_argument("TrainOptions: make_optimizer returned no optimizer");
+  } else {
+    optimizer_ = std::make_unique<AdamW>(model_.named_parameters(), AdamWOptions(options_.learning_rate)
+                                                                        .betas({options_.beta1, options_.beta2})
+                                                                        .weight_decay(options_.weight_decay));
+  }
   generators_["data"] = &data_gen_;
   comm_ = options_.communicator ? options_.communicator : &single_;
   if (comm_->distributed()) averager_ = std::make_unique<GradientAverager>(*comm_, model_.parameters());
@@ -219,7 +224,8 @@ TrainResult Trainer::run() {
     const double lr = options_.decay_lr ? cosine_lr(iter, options_.warmup_iters, options_.lr_decay_iters,
                                                     options_.learning_rate, options_.min_lr)
                                         : options_.learning_rate;
-    optimizer_->set_lr(lr);
+    // Groups made with another lr than learning_rate (Muon's) keep their ratio to it.
+    optimizer_->scale_lr(lr, options_.learning_rate);
     if (iter % options_.eval_interval == 0 || iter == options_.max_iters) {
       auto [train_loss, val_loss] = estimate_loss();
       result.train_loss = train_loss;

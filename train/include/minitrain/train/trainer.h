@@ -1,4 +1,5 @@
-// The training loop: LR schedule, gradient accumulation, clipping, AdamW, periodic evaluation,
+// The training loop: LR schedule, gradient accumulation, clipping, AdamW (or the optimizer the options
+// make), periodic evaluation,
 // atomic checkpoints, resume, NaN guard, logging (spdlog), progress display, metrics CSV and plot.
 #pragma once
 
@@ -26,6 +27,11 @@ struct TrainOptions {
   int64_t warmup_iters = 100, lr_decay_iters = 2000;
   bool decay_lr = true;
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.99, grad_clip = 1.0;
+  // Builds the optimizer from the model's named parameters, e.g. a MuonWithAdamW over split_for_muon's two
+  // halves. Empty: AdamW with learning_rate, beta1, beta2 and weight_decay. The schedule sets the lrs with
+  // Optimizer::scale_lr(lr, learning_rate): a group made with learning_rate follows the schedule exactly,
+  // one made with another lr (Muon's 0.02 beside AdamW's 1e-3) keeps its ratio to it, as torch's LambdaLR.
+  std::function<std::unique_ptr<Optimizer>(const NamedParameters& params)> make_optimizer;
   // Where checkpoints, metrics.csv and loss.png go. Empty: the run writes nothing (a run embedded in
   // another program, which keeps what it needs through the hooks); resume then has nothing to read.
   std::string out_dir = "out";
