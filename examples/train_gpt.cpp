@@ -6,6 +6,7 @@
 //   ./build/examples/train_gpt --resume --out_dir out  # continue from out/ckpt.safetensors
 //   mpirun -np 2 ./build/examples/train_gpt            # data-parallel: --batch_size is split across ranks
 //   ./build/examples/train_gpt --health_interval 100   # attention health per layer in metrics.csv, with warnings
+//   ./build/examples/train_gpt --optimizer muon        # Muon for the hidden matrices, AdamW for the rest
 #include <minitrain/core/regular_file.h>
 #include <minitrain/core/threads.h>
 #include <minitrain/data/text_dataset.h>
@@ -45,7 +46,15 @@ struct Flags {
   int threads = 2;  // the physical cores of the reference machine
   int64_t sample_chars = 300;
   int64_t health_interval = 0;  // 0: off
+  // "adamw", or "muon": Muon for the blocks' matrices (split_for_muon), AdamW with the flags above for the
+  // embeddings, head and gains. Muon's lr follows the schedule at muon_lr / learning_rate times AdamW's.
+  std::string optimizer = "adamw";
+  double muon_lr = 0.02, muon_momentum = 0.95, muon_weight_decay = 0.0;
 };
+
+// The optimizer names --optimizer takes, and what the checkpoint's "optimizer" metadata holds (a checkpoint
+// without it was written before Muon, by AdamW).
+const std::vector<std::string> kOptimizers{"adamw", "muon"};
 
 // Upper limits of the flags: far beyond what this machine can train, and small enough that no product
 // of them overflows (the memory check below then decides what actually fits).
@@ -108,10 +117,11 @@ void check_memory(const Flags& f, int64_t micro_batch) {
       bytes_text(activations) + "), more than this machine's " + bytes_text(have) + " of memory");
 }
 
-// On --resume the model's shape comes from the checkpoint: a shape flag given on the command line that
-// disagrees with it is refused, naming each, rather than silently dropped.
+// On --resume the model's shape and the optimizer come from the checkpoint: a flag given on the command line
+// that disagrees with it is refused, naming each, rather than silently dropped.
 void check_resume_flags(const CLI::App& app, const nn::GPTConfig& given, const nn::GPTConfig& saved,
-                        const std::vector<std::string>& architecture_flags) {
+                        const std::vector<std::string>& architecture_flags, const std::string& given_optimizer,
+                        const std::string& saved_optimizer) {
   std::string differ;
   for (const std::string& flag : architecture_flags)
     differ += std::string(differ.empty() ? "" : ", ") + flag + " (the architecture is the checkpoint's)";
@@ -126,8 +136,9 @@ void check_resume_flags(const CLI::App& app, const nn::GPTConfig& given, const n
   compare("--bias", given.bias ? "true" : "false", saved.bias ? "true" : "false");
   compare("--dropout", std::to_string(given.dropout), std::to_string(saved.dropout));
   compare("--attention_scale", std::to_string(given.attention_scale), std::to_string(saved.attention_scale));
+  compare("--optimizer", given_optimizer, saved_optimizer);
   if (!differ.empty())
-    throw std::invalid_argument("--resume: the model's shape comes from the checkpoint, and these flags differ from "
+    throw std::invalid_argument("--resume: the model's shape and optimizer come from the checkpoint, and these flags differ from "
                                 "it: " + differ + "; drop them or start a new --out_dir");
 }
 
@@ -182,6 +193,13 @@ int main(int argc, char** argv) {
                  "every N steps, each attention layer's entropy, logit spread and q/k/v gradient norms into "
                  "metrics.csv and attention_health.png, with a warning when a layer saturates or its gradients "
                  "vanish or spike (0: off)")->check(integer_in(0, kMaxIters))->capture_default_str();
+  app.add_option("--optimizer", f.optimizer,
+                 "adamw, or muon: Muon for the blocks' weight matrices and AdamW (the flags above) for the rest")
+      ->check(CLI::IsMember(kOptimizers))->capture_default_str();
+  app.add_option("--muon_lr", f.muon_lr, "Muon's peak learning rate (scheduled with --learning_rate's warmup and "
+                 "decay, at muon_lr / learning_rate times AdamW's)")->check(number_in(1e-12, 1e9))->capture_default_str();
+  app.add_option("--muon_momentum", f.muon_momentum, "Muon's momentum (Nesterov)")->check(number_in(0.0, 0.999999))->capture_default_str();
+  app.add_option("--muon_weight_decay", f.muon_weight_decay, "Muon's decoupled weight decay")->check(number_in(0, 1e3))->capture_default_str();
   app.add_option("--sample_chars", f.sample_chars, "characters to sample at the end")->check(integer_in(0, kMaxSampleChars))->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -223,8 +241,13 @@ int main(int argc, char** argv) {
         throw std::invalid_argument("--resume: the checkpoint's vocabulary differs from " + f.data + "'s");
       const nn::GPTConfig saved = train::gpt_config_from_json(c.metadata_value("gpt_config"));
       train::check_config_matches_tensors(saved, c.model, c.path);
-      check_resume_flags(app, f.model, saved, architecture.given(app));
+      const auto saved_optimizer = c.metadata.find("optimizer");
+      const std::string optimizer = saved_optimizer == c.metadata.end() ? "adamw" : saved_optimizer->second;
+      if (std::find(kOptimizers.begin(), kOptimizers.end(), optimizer) == kOptimizers.end())
+        throw std::invalid_argument(c.path + ": unknown optimizer '" + optimizer + "' in the metadata");
+      check_resume_flags(app, f.model, saved, architecture.given(app), f.optimizer, optimizer);
       f.model = saved;
+      f.optimizer = optimizer;
     }
     // Checked with the block size the model will use (the checkpoint's when resuming), before training.
     for (data::Split split : {data::Split::Train, data::Split::Val})
@@ -257,7 +280,19 @@ int main(int argc, char** argv) {
     };
     train::LossFn loss = [&](const Tensor& x, const Tensor& y) { return model.loss(x, y); };
     std::map<std::string, std::string> metadata{{"gpt_config", train::gpt_config_to_json(f.model)},
-                                                {"tokenizer", dataset.tokenizer().to_string()}};
+                                                {"tokenizer", dataset.tokenizer().to_string()},
+                                                {"optimizer", f.optimizer}};
+    if (f.optimizer == "muon") {
+      const auto muon = train::MuonOptions(f.muon_lr).momentum(f.muon_momentum).weight_decay(f.muon_weight_decay);
+      const auto adamw = train::AdamWOptions(f.train.learning_rate)
+                             .betas({f.train.beta1, f.train.beta2})
+                             .weight_decay(f.train.weight_decay);
+      f.train.make_optimizer = [muon, adamw](const train::NamedParameters& params) -> std::unique_ptr<train::Optimizer> {
+        return train::make_muon_with_adamw(params, muon, adamw);
+      };
+      spdlog::info("optimizer: Muon (lr {}, momentum {}, weight decay {}) for the blocks' matrices, AdamW for the rest",
+                   f.muon_lr, f.muon_momentum, f.muon_weight_decay);
+    }
     train::Trainer trainer(model, loss, batches, f.train, {{"dropout", &model.dropout_generator()}}, metadata);
     std::unique_ptr<train::AttentionHealth> health;
     train::HealthThresholds thresholds;
