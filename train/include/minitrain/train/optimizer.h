@@ -10,7 +10,15 @@
 // Weight decay goes to the tensors the options' decay_rule accepts; the default rule (default_decay_rule)
 // is nanoGPT's: tensors with dim >= 2 (matrices, embeddings, the tied head), not biases or LayerNorm gains.
 // `decay_rule(decay_all)` decays every tensor, as torch.optim does. Updates are plain loops over the raw
-// buffers, outside autograd.
+// buffers, outside autograd (Muon's Newton-Schulz goes through matmul, under NoGradGuard, for BLAS).
+//
+// Muon for the hidden matrices and AdamW for the rest (modded-nanogpt's and nanochat's recipe) is one
+// optimizer, MuonWithAdamW, whose groups are stepped by the optimizer their options belong to:
+//
+//   auto [hidden, rest] = train::split_for_muon(model.named_parameters());
+//   train::MuonWithAdamW opt({train::ParamGroup(hidden, train::MuonOptions(0.02)),
+//                             train::ParamGroup(rest, train::AdamWOptions(1e-3))});
+//   opt.scale_lr(schedule_lr, 1e-3);  // every group at its own lr x schedule_lr / 1e-3 (torch's LambdaLR)
 #pragma once
 
 #include <minitrain/core/tensor.h>
