@@ -191,39 +191,34 @@ def model_fixture(name, c, dtype, seed):
     return out, {name + ".config": minitrain_config_json(c)}
 
 
-def build(dtype_name):
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
-    tensors = {}
-    metadata = {"torch": torch.__version__, "python": platform.python_version(), "dtype": dtype_name,
-                "script": "tests/reference/fixtures_decoder.py"}
-    for seed, (name, c) in enumerate(sorted(MODELS.items())):
-        t, m = model_fixture(name, c, DTYPES[dtype_name], 100 + seed)
-        tensors.update(t)
-        metadata.update(m)
-    return st_io.serialize(tensors, metadata)
+def build_all():
+    files = {}
+    for short, dtype in DTYPES.items():
+        tensors = {}
+        metadata = {"generator": "tests/reference/fixtures_decoder.py", "torch": torch.__version__,
+                    "python": platform.python_version(), "threads": "1", "dtype": short}
+        for seed, (name, c) in enumerate(sorted(MODELS.items())):
+            t, m = model_fixture(name, c, dtype, 100 + seed)
+            tensors.update(t)
+            metadata.update(m)
+        files["decoder_%s.safetensors" % short] = st_io.serialize(tensors, metadata)
+    return files
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
+    parser.add_argument("--out_dir", default=OUT_DIR)
     args = parser.parse_args()
-    differ = []
-    for dtype_name in DTYPES:
-        path = os.path.join(OUT_DIR, "decoder_%s.safetensors" % dtype_name)
-        blob = build(dtype_name)
-        if args.check:
-            with open(path, "rb") as f:
-                if f.read() != blob:
-                    differ.append(path)
-        else:
-            with open(path, "wb") as f:
-                f.write(blob)
-            print("wrote %s (%d bytes)" % (path, len(blob)))
-    if differ:
-        print("differs: " + ", ".join(differ))
-        sys.exit(1)
+    if not hasattr(torch.nn, "RMSNorm"):
+        sys.exit("fixtures_decoder.py needs torch >= 2.5 (torch.nn.RMSNorm, SDPA's enable_gqa); this is " +
+                 torch.__version__)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    differ = st_io.write_or_check(build_all(), args.out_dir, args.check)
+    print("torch %s" % torch.__version__)
+    return 1 if differ else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

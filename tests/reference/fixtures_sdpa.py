@@ -202,17 +202,7 @@ def main():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     files = build_all()
-    differ = 0
-    for name, blob in sorted(files.items()):
-        path = os.path.join(args.out_dir, name)
-        if args.check:
-            same = os.path.exists(path) and open(path, "rb").read() == blob
-            differ += not same
-            print("%-24s %8d bytes  %s" % (name, len(blob), "identical" if same else "DIFFERS"))
-        else:
-            with open(path, "wb") as f:
-                f.write(blob)
-            print("wrote %s (%d bytes)" % (path, len(blob)))
+    differ = st_io.write_or_check(files, args.out_dir, args.check)
     print("torch %s" % torch.__version__)
     return 1 if differ else 0
 

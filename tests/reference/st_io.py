@@ -11,6 +11,7 @@ Format (https://github.com/huggingface/safetensors): an 8-byte little-endian hea
 JSON {"name": {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then the data.
 """
 import json
+import os
 import struct
 
 import torch
@@ -49,6 +50,24 @@ def serialize(tensors, metadata=None):
 def save(path, tensors, metadata=None):
     with open(path, "wb") as f:
         f.write(serialize(tensors, metadata))
+
+
+def write_or_check(files, out_dir, check):
+    """files: {file name: bytes}. Writes each into out_dir, or with `check` compares it with the file there and
+    writes nothing. Prints one line per file; returns how many differ (0 when writing)."""
+    differ = 0
+    for name, blob in sorted(files.items()):
+        path = os.path.join(out_dir, name)
+        if check:
+            with open(path, "rb") if os.path.exists(path) else open(os.devnull, "rb") as f:
+                same = f.read() == blob
+            differ += not same
+            print("%-32s %8d bytes  %s" % (name, len(blob), "identical" if same else "DIFFERS"))
+        else:
+            with open(path, "wb") as f:
+                f.write(blob)
+            print("wrote %s (%d bytes)" % (path, len(blob)))
+    return differ
 
 
 def load(path):
