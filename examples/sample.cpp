@@ -1,12 +1,14 @@
-// sample: loads a train_gpt checkpoint (or, with --import, a nanoGPT state dict written by PyTorch) and
-// generates text from a prompt.
+// sample: loads a train_gpt checkpoint (or, with --import, a nanoGPT state dict written by PyTorch; with
+// --init_from, a Hugging Face model directory) and generates text from a prompt.
 //
 //   ./build/examples/sample --out_dir out --prompt "The dog" --max_new_tokens 300 --temperature 0.8 --top_k 10
 //   ./build/examples/sample --import model.safetensors --prompt "The dog"   # needs "tokenizer" in its metadata
+//   ./build/examples/sample --init_from out/hf --prompt "The dog"          # export_gpt --format hf-gpt2
 #include <minitrain/data/char_tokenizer.h>
 #include <minitrain/nn/gpt.h>
 #include <minitrain/train/checkpoint.h>
 #include <minitrain/train/gpt_config_io.h>
+#include <minitrain/train/hf_checkpoint.h>
 #include <minitrain/train/nanogpt_io.h>
 
 #include "cli_checks.h"
@@ -20,7 +22,7 @@
 using namespace minitrain;
 
 int main(int argc, char** argv) {
-  std::string out_dir = "out", prompt = "\n", import_path;
+  std::string out_dir = "out", prompt = "\n", import_path, init_from;
   int64_t max_new_tokens = 300, top_k = 0, n_head = 0;
   double temperature = 0.8;
   uint64_t seed = 1337;
@@ -34,13 +36,29 @@ int main(int argc, char** argv) {
       ->check(examples::integer_in(0, int64_t{1} << 31))->capture_default_str();
   app.add_option("--seed", seed, "sampling seed")->check(examples::seed_value())->capture_default_str();
   app.add_option("--import", import_path, "a nanoGPT state dict (safetensors, e.g. written by PyTorch) instead of a checkpoint");
+  app.add_option("--init_from", init_from,
+                 "a Hugging Face model directory (config.json + model.safetensors; model_type gpt2) instead of a "
+                 "checkpoint; its tokenizer must be a character vocabulary (BPE tokenizers come with issue #16)")
+      ->excludes(app.get_option("--import"));
   app.add_option("--n_head", n_head, "with --import: heads, when the file has no \"config\" metadata")
       ->check(examples::integer_in(1, int64_t{1} << 20));
   CLI11_PARSE(app, argc, argv);
   try {
     std::unique_ptr<nn::GPT> model;
     std::string vocabulary, source;
-    if (!import_path.empty()) {
+    if (!init_from.empty()) {
+      train::ImportedGPT imported = train::load_hf_checkpoint(init_from);
+      auto it = imported.metadata.find("tokenizer");
+      if (it == imported.metadata.end())
+        throw std::invalid_argument(
+            init_from + ": model.safetensors has no character vocabulary (\"tokenizer\" in its metadata, which "
+            "export_gpt --format hf-gpt2 writes); this model's vocabulary of " +
+            std::to_string(imported.model->config().vocab_size) +
+            " tokens needs its own tokenizer (GPT-2's BPE arrives with issue #16), so ids cannot become text");
+      model = std::move(imported.model);
+      vocabulary = it->second;
+      source = init_from;
+    } else if (!import_path.empty()) {
       train::ImportedGPT imported = train::import_nanogpt(import_path, n_head);
       auto it = imported.metadata.find("tokenizer");
       if (it == imported.metadata.end())

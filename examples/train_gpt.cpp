@@ -7,6 +7,7 @@
 //   mpirun -np 2 ./build/examples/train_gpt            # data-parallel: --batch_size is split across ranks
 //   ./build/examples/train_gpt --health_interval 100   # attention health per layer in metrics.csv, with warnings
 //   ./build/examples/train_gpt --optimizer muon        # Muon for the hidden matrices, AdamW for the rest
+//   ./build/examples/train_gpt --init_from out/hf      # fine-tune a Hugging Face directory (export_gpt --format hf-gpt2)
 #include <minitrain/core/regular_file.h>
 #include <minitrain/core/threads.h>
 #include <minitrain/data/text_dataset.h>
@@ -17,6 +18,7 @@
 #include <minitrain/train/checkpoint.h>
 #include <minitrain/train/distributed.h>
 #include <minitrain/train/gpt_config_io.h>
+#include <minitrain/train/hf_checkpoint.h>
 #include <minitrain/train/trainer.h>
 
 #include "architecture_flags.h"
@@ -50,6 +52,7 @@ struct Flags {
   // embeddings, head and gains. Muon's lr follows the schedule at muon_lr / learning_rate times AdamW's.
   std::string optimizer = "adamw";
   double muon_lr = 0.02, muon_momentum = 0.95, muon_weight_decay = 0.0;
+  std::string init_from;        // a Hugging Face model directory to fine-tune
 };
 
 // The optimizer names --optimizer takes, and what the checkpoint's "optimizer" metadata holds (a checkpoint
@@ -117,11 +120,13 @@ void check_memory(const Flags& f, int64_t micro_batch) {
       bytes_text(activations) + "), more than this machine's " + bytes_text(have) + " of memory");
 }
 
-// On --resume the model's shape and the optimizer come from the checkpoint: a flag given on the command line
-// that disagrees with it is refused, naming each, rather than silently dropped.
-void check_resume_flags(const CLI::App& app, const nn::GPTConfig& given, const nn::GPTConfig& saved,
-                        const std::vector<std::string>& architecture_flags, const std::string& given_optimizer,
-                        const std::string& saved_optimizer) {
+// On --resume (shape, architecture and optimizer) and --init_from (shape and architecture) the model comes
+// from the checkpoint: a flag given on the command line that disagrees with it is refused, naming each,
+// rather than silently dropped. (--init_from takes --dropout: it is a training setting, not part of the
+// weights.) The optimizer names are compared on --resume only.
+void check_checkpoint_flags(const CLI::App& app, const nn::GPTConfig& given, const nn::GPTConfig& saved,
+                            const std::string& mode, const std::vector<std::string>& architecture_flags,
+                            const std::string& given_optimizer = "", const std::string& saved_optimizer = "") {
   std::string differ;
   for (const std::string& flag : architecture_flags)
     differ += std::string(differ.empty() ? "" : ", ") + flag + " (the architecture is the checkpoint's)";
@@ -134,12 +139,13 @@ void check_resume_flags(const CLI::App& app, const nn::GPTConfig& given, const n
   compare("--n_embd", std::to_string(given.n_embd), std::to_string(saved.n_embd));
   compare("--block_size", std::to_string(given.block_size), std::to_string(saved.block_size));
   compare("--bias", given.bias ? "true" : "false", saved.bias ? "true" : "false");
-  compare("--dropout", std::to_string(given.dropout), std::to_string(saved.dropout));
+  if (mode == "--resume") compare("--dropout", std::to_string(given.dropout), std::to_string(saved.dropout));
   compare("--attention_scale", std::to_string(given.attention_scale), std::to_string(saved.attention_scale));
-  compare("--optimizer", given_optimizer, saved_optimizer);
+  if (mode == "--resume") compare("--optimizer", given_optimizer, saved_optimizer);
   if (!differ.empty())
-    throw std::invalid_argument("--resume: the model's shape and optimizer come from the checkpoint, and these flags differ from "
-                                "it: " + differ + "; drop them or start a new --out_dir");
+    throw std::invalid_argument(mode + ": the model's shape" + (mode == "--resume" ? " and optimizer come" : " comes") +
+                                " from the checkpoint, and these flags differ from it: " + differ +
+                                (mode == "--resume" ? "; drop them or start a new --out_dir" : "; drop them"));
 }
 
 }  // namespace
@@ -181,6 +187,10 @@ int main(int argc, char** argv) {
   app.add_option("--out_dir", f.train.out_dir, "checkpoint, metrics.csv and loss.png go here")->capture_default_str();
   auto* resume = app.add_flag("--resume", f.train.resume, "continue from out_dir/ckpt.safetensors");
   app.add_flag("--overwrite", f.train.overwrite, "start afresh even though out_dir holds a checkpoint (replacing it)")
+      ->excludes(resume);
+  app.add_option("--init_from", f.init_from,
+                 "fine-tune the weights of a Hugging Face model directory (config.json + model.safetensors, model_type "
+                 "gpt2); its vocabulary must be --data's characters (BPE tokenizers come with issue #16)")
       ->excludes(resume);
   auto* threads = app.add_option("--threads", f.threads, "threads for BLAS and kernels (per rank under mpirun; "
                                  "default there: the cores shared by the ranks on each machine)")->check(integer_in(1, 1024))->capture_default_str();
@@ -245,9 +255,33 @@ int main(int argc, char** argv) {
       const std::string optimizer = saved_optimizer == c.metadata.end() ? "adamw" : saved_optimizer->second;
       if (std::find(kOptimizers.begin(), kOptimizers.end(), optimizer) == kOptimizers.end())
         throw std::invalid_argument(c.path + ": unknown optimizer '" + optimizer + "' in the metadata");
-      check_resume_flags(app, f.model, saved, architecture.given(app), f.optimizer, optimizer);
+      check_checkpoint_flags(app, f.model, saved, "--resume", architecture.given(app), f.optimizer, optimizer);
       f.model = saved;
       f.optimizer = optimizer;
+    }
+    train::ImportedGPT imported;
+    if (!f.init_from.empty()) {  // the shape, the weights and (when recorded) the vocabulary come from the directory
+      train::ImportSettings settings;
+      settings.seed = f.train.seed;
+      if (app.count("--dropout") > 0) settings.dropout = f.model.dropout;
+      imported = train::load_hf_checkpoint(f.init_from, settings);
+      const nn::GPTConfig& loaded = imported.model->config();
+      if (loaded.vocab_size != dataset.vocab_size())
+        throw std::invalid_argument(
+            "--init_from " + f.init_from + ": the model has a vocabulary of " + std::to_string(loaded.vocab_size) +
+            " tokens but " + f.data + " has " + std::to_string(dataset.vocab_size()) +
+            " characters; fine-tuning needs the model's own tokenizer (GPT-2's BPE arrives with issue #16)");
+      auto it = imported.metadata.find("tokenizer");
+      if (it == imported.metadata.end())
+        spdlog::warn("--init_from {}: model.safetensors records no character vocabulary; its {} token ids are taken "
+                     "to be {}'s characters in sorted order", f.init_from, loaded.vocab_size, f.data);
+      else if (it->second != dataset.tokenizer().to_string())
+        throw std::invalid_argument("--init_from " + f.init_from + ": the model's character vocabulary differs from " +
+                                    f.data + "'s");
+      check_checkpoint_flags(app, f.model, loaded, "--init_from", architecture.given(app));
+      f.model = loaded;
+      spdlog::info("initialised from {} ({} parameters, dropout {})", f.init_from, imported.model->num_parameters(),
+                   loaded.dropout);
     }
     // Checked with the block size the model will use (the checkpoint's when resuming), before training.
     for (data::Split split : {data::Split::Train, data::Split::Val})
@@ -266,7 +300,9 @@ int main(int argc, char** argv) {
                    f.train.reference_loss.value, f.model.block_size, corpus.block_loss_floor(f.model.block_size, 500));
     }
 
-    nn::GPT model(f.model);
+    std::unique_ptr<nn::GPT> model_holder =
+        imported.model ? std::move(imported.model) : std::make_unique<nn::GPT>(f.model);
+    nn::GPT& model = *model_holder;
     spdlog::info("GPT: {} layers, {} heads, width {}, context {}, vocabulary {}: {} parameters", f.model.n_layer,
                  f.model.n_head, f.model.n_embd, f.model.block_size, f.model.vocab_size, model.num_parameters());
     if (comm.distributed())
