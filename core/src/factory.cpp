@@ -68,17 +68,33 @@ Tensor from_values(const std::vector<T>& values, const Shape& shape, DType dtype
   return t;
 }
 
+// Fills `t` (contiguous, floating-point) with draw() cast to its element type, in order.
+template <class Draw>
+void fill_random_into(Tensor& t, const char* who, Draw draw) {
+  if (!t.defined() || !is_floating_point(t.dtype()) || !t.is_contiguous())
+    throw std::invalid_argument(std::string(who) + ": a defined, contiguous floating-point tensor is needed");
+  dispatch(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* p = t.data<T>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(draw());
+  });
+}
+
 template <class Draw>
 Tensor fill_random(const Shape& shape, DType dtype, Draw draw) {
   if (!is_floating_point(dtype))
     throw std::invalid_argument(std::string("random: floating-point dtype needed, got ") + dtype_name(dtype));
   Tensor t = make_tensor(shape, dtype);
-  dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    T* p = t.data<T>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(draw());
-  });
+  fill_random_into(t, "random", draw);
   return t;
+}
+
+// One definition of each draw, shared by the fresh and the in-place forms, so both give the same bits.
+auto uniform_draw(Generator& gen) {
+  return [&gen] { return gen.uniform(); };
+}
+auto normal_draw(double mean, double stddev, Generator& gen) {
+  return [mean, stddev, &gen] { return mean + stddev * gen.normal(); };
 }
 }  // namespace
 
@@ -96,13 +112,23 @@ Tensor from_vector(const std::vector<bool>& values, const Shape& shape) {
 }
 
 Tensor rand(const Shape& shape, Generator& gen, DType dtype) {
-  return fill_random(shape, dtype, [&] { return gen.uniform(); });
+  return fill_random(shape, dtype, uniform_draw(gen));
 }
 Tensor randn(const Shape& shape, Generator& gen, DType dtype) {
   return fill_random(shape, dtype, [&] { return gen.normal(); });
 }
 Tensor normal(const Shape& shape, double mean, double stddev, Generator& gen, DType dtype) {
-  return fill_random(shape, dtype, [&] { return mean + stddev * gen.normal(); });
+  return fill_random(shape, dtype, normal_draw(mean, stddev, gen));
+}
+
+void fill_rand_(Tensor& t, Generator& gen) {
+  fill_random_into(t, "fill_rand_", uniform_draw(gen));
+  t.bump_version();
+}
+
+void fill_normal_(Tensor& t, double mean, double stddev, Generator& gen) {
+  fill_random_into(t, "fill_normal_", normal_draw(mean, stddev, gen));
+  t.bump_version();
 }
 
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator& gen) {

@@ -28,5 +28,11 @@ Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::Float32); 
 Tensor normal(const Shape& shape, double mean, double stddev, Generator& gen,
               DType dtype = DType::Float32);
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator& gen);  // int64 in [low, high)
+// In-place forms for initialising an existing buffer without a temporary (a vocabulary-sized embedding would
+// otherwise need a second buffer of its size): `t` (contiguous, floating-point) gets exactly the values
+// rand(t.shape(), gen, t.dtype()) / normal(...) would return, drawn in the same order. Bump its version;
+// throw std::invalid_argument for an undefined, non-contiguous or integer tensor.
+void fill_rand_(Tensor& t, Generator& gen);
+void fill_normal_(Tensor& t, double mean, double stddev, Generator& gen);
 
 }  // namespace minitrain
