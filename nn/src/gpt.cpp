@@ -164,9 +164,15 @@ GPT::GPT(const GPTConfig& c) : Module("GPT"), config_(c) {
   h = transformer->register_module("h", std::make_shared<ModuleList<Block>>());
   for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(std::make_shared<Block>(c, dropout_gen_, &init_gen));
   ln_f = transformer->register_module("ln_f", make_norm(c));
-  lm_head = register_module("lm_head", std::make_shared<Linear>(c.n_embd, c.vocab_size, false, &init_gen));
-  // Weight tying: the LM head reads the token embedding's storage (one tensor, two names).
-  if (c.tie_embeddings) lm_head->weight = lm_head->register_parameter("weight", wte->weight);
+  if (c.tie_embeddings) {
+    // Weight tying: the LM head reads the token embedding's storage (one tensor, two names) and has no
+    // buffer of its own (147 MiB at GPT-2's size). The draws an untied head's default initialisation
+    // makes (one per weight) are skipped, so a seed gives the weights it always gave.
+    lm_head = register_module("lm_head", std::make_shared<Linear>(wte->weight));
+    for (int64_t i = 0; i < c.vocab_size * c.n_embd; ++i) init_gen.next_u64();
+  } else {
+    lm_head = register_module("lm_head", std::make_shared<Linear>(c.n_embd, c.vocab_size, false, &init_gen));
+  }
 
   // The layers above drew their own default initialisation from init_gen; GPT-2's scheme replaces it,
   // continuing the same stream (so a seed gives the weights it always gave).

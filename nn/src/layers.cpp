@@ -25,6 +25,18 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator* gen)
   reset_parameters(gen ? *gen : default_generator());
 }
 
+Linear::Linear(Tensor weight_, Tensor bias_) : Module("Linear") {
+  if (!weight_.defined() || weight_.dim() != 2 ||
+      (bias_.defined() && (bias_.dim() != 1 || bias_.size(0) != weight_.size(0))))
+    throw std::invalid_argument("Linear: weight " + (weight_.defined() ? shape_str(weight_.shape()) : std::string("undefined")) +
+                                " and bias " + (bias_.defined() ? shape_str(bias_.shape()) : std::string("none")) +
+                                " are not (out, in) and (out)");
+  out_features = weight_.size(0);
+  in_features = weight_.size(1);
+  weight = register_parameter("weight", std::move(weight_));
+  if (bias_.defined()) bias = register_parameter("bias", std::move(bias_));
+}
+
 void Linear::reset_parameters(Generator& gen) {
   NoGradGuard no_grad;
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));

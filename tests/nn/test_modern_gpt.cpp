@@ -226,3 +226,25 @@ TEST(ModernGPT, ConfigRefusesWhatCannotBeBuilt) {
   refused([](nn::GPTConfig& c) { c.logit_softcap = -2; }, "logit_softcap");
   refused([](nn::GPTConfig& c) { c.mlp_hidden = -1; }, "mlp_hidden");
 }
+
+// A tied head allocates nothing of its own, and skips the draws an untied head's construction makes: the
+// tied and untied models of one seed hold the same weights everywhere else (the stream a seed gives is
+// the one it always gave, whatever the head).
+TEST(ModernGPT, TyingKeepsTheSeedsWeights) {
+  nn::GPTConfig c = sizes(8, 11, 2, 4, 16);
+  nn::GPT tied(c);
+  c.tie_embeddings = false;
+  nn::GPT untied(c);
+  std::map<std::string, Tensor> u;
+  for (auto& [name, t] : untied.named_parameters()) u[name] = t;
+  int64_t compared = 0;
+  for (auto& [name, t] : tied.named_parameters()) {
+    ASSERT_TRUE(u.count(name)) << name;
+    EXPECT_TRUE(bit_identical(t, u.at(name))) << name;
+    ++compared;
+  }
+  EXPECT_EQ(compared + 1, static_cast<int64_t>(u.size()));  // the untied head is the only extra tensor
+  EXPECT_EQ(tied.lm_head->weight.impl(), tied.wte->weight.impl());
+  EXPECT_THROW(nn::Linear(zeros({3}), Tensor()), std::invalid_argument);
+  EXPECT_THROW(nn::Linear(zeros({3, 2}), zeros({2})), std::invalid_argument);
+}

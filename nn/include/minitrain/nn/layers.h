@@ -13,6 +13,9 @@ namespace minitrain::nn {
 class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator* gen = nullptr);
+  // A Linear over existing tensors, weight (out, in) and bias (out) or undefined: shares their storage (a
+  // head tied to an embedding) and draws nothing.
+  explicit Linear(Tensor weight, Tensor bias = Tensor());
   Tensor forward(const Tensor& x);  // (..., in) -> (..., out)
   Tensor operator()(const Tensor& x) { return forward(x); }
   Tensor weight, bias;              // bias undefined when disabled
