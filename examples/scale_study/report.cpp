@@ -209,16 +209,27 @@ void gpt_findings(std::ostringstream& md, const StudyReport& r, const std::vecto
     return std::sqrt(static_cast<double>(r.gpt.model.n_embd / r.gpt.model.n_head)) * q_std(width) * q_std(width);
   };
   const int64_t width = r.gpt.model.n_embd;
-  md << "- **At initialisation nothing is saturated, at this width.** GPT-2's N(0, 0.02) weights give q and k "
-        "components of about 0.02·sqrt(width) = "
-     << f("%.2f", q_std(width)) << ", not 1, so the logit spread at step 0 is " << logits
-     << "; the lowest attention entropy / log n of any layer of any run at step 0 is " << f("%.3f", min_init_entropy)
-     << (min_init_entropy > kFlatEntropy ? " (nearly uniform everywhere)" : "")
-     << ". This is a statement about width " << width << ", measured once: with the same head size at width 768 (GPT-2 "
-        "small) the components are " << f("%.2f", q_std(768)) << " and q·k has std " << f("%.1f", qk_std(768))
-     << " with c = 1 (here " << f("%.2f", qk_std(width))
-     << "), enough to start saturating. The unit-variance argument of part 1 describes this model only after "
-        "training has grown W_q and W_k.\n";
+  if (r.gpt.model.qk_norm) {
+    // QK-norm sets every head of q and k to RMS 1 (times a gain that starts at 1), whatever the weights:
+    // q·k of independent directions has std sqrt(d_k) from the start, and at most c·d_k ever (aligned).
+    const double dk = static_cast<double>(r.gpt.model.n_embd / r.gpt.model.n_head);
+    md << "- **At initialisation, with QK-norm,** every head of q and k has RMS 1 whatever the weights, so q·k has "
+          "std sqrt(d_k) = " << f("%.3g", std::sqrt(dk)) << " for unrelated directions and the scale c alone sets "
+          "the logits: their spread at step 0 is " << logits << "; the lowest attention entropy / log n of any layer "
+          "of any run at step 0 is " << f("%.3f", min_init_entropy) << ". While the gains stay near 1, no logit can "
+          "exceed c·d_k (q and k aligned), so a scale below about 1/sqrt(d_k) caps how sharp attention can get.\n";
+  } else {
+    md << "- **At initialisation nothing is saturated, at this width.** GPT-2's N(0, 0.02) weights give q and k "
+          "components of about 0.02·sqrt(width) = "
+       << f("%.2f", q_std(width)) << ", not 1, so the logit spread at step 0 is " << logits
+       << "; the lowest attention entropy / log n of any layer of any run at step 0 is " << f("%.3f", min_init_entropy)
+       << (min_init_entropy > kFlatEntropy ? " (nearly uniform everywhere)" : "")
+       << ". This is a statement about width " << width << ", measured once: with the same head size at width 768 (GPT-2 "
+          "small) the components are " << f("%.2f", q_std(768)) << " and q·k has std " << f("%.1f", qk_std(768))
+       << " with c = 1 (here " << f("%.2f", qk_std(width))
+       << "), enough to start saturating. The unit-variance argument of part 1 describes this model only after "
+          "training has grown W_q and W_k.\n";
+  }
 
   std::vector<double> lrs;
   for (const RunSummary& s : summaries)
