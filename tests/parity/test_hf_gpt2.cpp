@@ -3,6 +3,7 @@
 // buffers, lm_head present) give transformers' logits and loss; an export is save_pretrained's file again
 // and loads back bit for bit; every kind of bad directory is refused with one line naming the file and
 // the field or tensor.
+#include "hf_test_util.h"
 #include "parity.h"
 
 #include <minitrain/core/factory.h>
@@ -25,82 +26,12 @@
 using namespace minitrain;
 using nlohmann::json;
 using parity::Fixture;
+using namespace minitrain::parity::hf;
 namespace fs = std::filesystem;
 
 namespace {
 
 const char* kReference = "hf_gpt2_reference.safetensors";
-
-std::string fixture_dir(const std::string& name) { return parity::fixture_path(name); }
-
-// A fresh directory for one test, removed afterwards.
-struct ScratchDir {
-  fs::path dir;
-  ScratchDir() {
-    std::string pattern = (fs::temp_directory_path() / "minitrain_hf_gpt2_XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    dir = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  // A copy of a fixture directory under `name`.
-  std::string copy_of(const std::string& fixture, const std::string& name) const {
-    const fs::path to = dir / name;
-    fs::copy(fixture_dir(fixture), to, fs::copy_options::recursive);
-    return to.string();
-  }
-};
-
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  return json::parse(in);
-}
-
-void edit_config(const std::string& model_dir, const std::function<void(json&)>& edit) {
-  const std::string path = (fs::path(model_dir) / "config.json").string();
-  json j = read_json(path);
-  edit(j);
-  std::ofstream(path) << j.dump(2);
-}
-
-void edit_weights(const std::string& model_dir, const std::function<void(std::map<std::string, Tensor>&)>& edit) {
-  const std::string path = (fs::path(model_dir) / "model.safetensors").string();
-  SafeTensors file = load_safetensors(path);
-  edit(file.tensors);
-  save_safetensors(path, file.tensors, file.metadata);
-}
-
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
-  const std::vector<float> x = a.to_vector<float>(), y = b.to_vector<float>();
-  return std::equal(x.begin(), x.end(), y.begin(), [](float p, float q) { return std::memcmp(&p, &q, 4) == 0; });
-}
-
-// `fn` must throw std::invalid_argument: one line, starting with `file`, holding every piece of `parts`.
-template <class F>
-void expect_refused(F fn, const std::string& file, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "accepted, expected an error mentioning " << parts.front();
-  } catch (const std::invalid_argument& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.rfind(file, 0), 0u) << "does not start with " << file << ": " << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-    for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << msg;
-  }
-}
-
-// The model's logits and HF's loss (labels = idx: next-token cross-entropy over positions 0..T-2).
-std::pair<Tensor, Tensor> logits_and_loss(nn::GPT& model, const Tensor& idx) {
-  model.eval();
-  NoGradGuard no_grad;
-  const int64_t T = idx.size(1);
-  Tensor logits = model.forward(idx);
-  Tensor loss = model.loss(idx.narrow(1, 0, T - 1).contiguous(), idx.narrow(1, 1, T - 1).contiguous());
-  return {logits, loss};
-}
 
 }  // namespace
 
@@ -143,7 +74,7 @@ TEST(HfGpt2Import, ConfigFieldsBecomeTheGPTConfig) {
   // The dispatcher reads model_type and gives the same model.
   train::ImportedGPT via_dispatch = train::load_hf_checkpoint(fixture_dir("hf_gpt2_tiny"));
   EXPECT_EQ(via_dispatch.model->config().activation, nn::Activation::GeluTanh);
-  EXPECT_EQ(train::hf_model_types(), std::vector<std::string>{"gpt2"});
+  EXPECT_EQ(train::hf_model_types(), (std::vector<std::string>{"gpt2", "llama"}));
   // Training settings replace the file's; the weights stay the file's.
   train::ImportSettings settings;
   settings.dropout = 0.0;
@@ -270,10 +201,9 @@ TEST(HfGpt2Import, BadConfigsAreRefusedNamingConfigJsonAndTheField) {
   refused([](json& j) { j["n_embd"] = 32.5; }, {"'n_embd' must be an integer"});
   refused([](json& j) { j["n_head"] = 3; }, {"n_embd 32 is not divisible by n_head 3"});
   refused([](json& j) { j["n_inner"] = 64; }, {"'n_inner' is 64", "4 * n_embd = 128"});
-  refused([](json& j) { j["layer_norm_epsilon"] = 1e-6; }, {"'layer_norm_epsilon'", "1e-5"});
+  refused([](json& j) { j["layer_norm_epsilon"] = 0; }, {"'layer_norm_epsilon' must be in"});
   refused([](json& j) { j["scale_attn_by_inverse_layer_idx"] = true; }, {"'scale_attn_by_inverse_layer_idx' is true"});
   refused([](json& j) { j["add_cross_attention"] = true; }, {"'add_cross_attention' is true"});
-  refused([](json& j) { j["tie_word_embeddings"] = false; }, {"'tie_word_embeddings' is false"});
   refused([](json& j) { j["attn_pdrop"] = 0.2; }, {"'attn_pdrop' is 0.2", "one dropout rate"});
   refused([](json& j) { j["resid_pdrop"] = 1.0; }, {"'resid_pdrop' must be in"});
 }
@@ -350,8 +280,46 @@ TEST(HfGpt2Import, DirectoriesWithoutTheFilesSaySoInOneLine) {
   fs::resize_file(weights, fs::file_size(weights) - 100);
   expect_refused([&] { train::load_hf_gpt2(truncated); }, truncated + "/model.safetensors: ", {"past the end"});
   // The dispatcher names the model types it reads.
-  const std::string llama = scratch.copy_of("hf_gpt2_tiny", "llama");
-  edit_config(llama, [](json& j) { j["model_type"] = "llama"; });
-  expect_refused([&] { train::load_hf_checkpoint(llama); }, llama + "/config.json: ",
-                 {"'model_type' is 'llama'; minitrain reads 'gpt2'"});
+  const std::string other = scratch.copy_of("hf_gpt2_tiny", "mistral");
+  edit_config(other, [](json& j) { j["model_type"] = "mistral"; });
+  expect_refused([&] { train::load_hf_checkpoint(other); }, other + "/config.json: ",
+                 {"'model_type' is 'mistral'; minitrain reads 'gpt2', 'llama'"});
+}
+
+TEST(HfGpt2Import, LayerNormEpsAndAnUntiedHeadAreRead) {
+  ScratchDir scratch;
+  // layer_norm_epsilon is GPTConfig::norm_eps.
+  const std::string eps_dir = scratch.copy_of("hf_gpt2_tiny", "eps");
+  edit_config(eps_dir, [](json& j) { j["layer_norm_epsilon"] = 1e-6; });
+  train::ImportedGPT eps = train::load_hf_gpt2(eps_dir);
+  EXPECT_EQ(eps.model->config().norm_eps, 1e-6);
+  EXPECT_EQ(std::dynamic_pointer_cast<nn::LayerNorm>((*eps.model->h)[0]->ln_1)->eps, 1e-6);
+  // Untied: lm_head.weight is read into its own tensor (here a value the embedding does not hold).
+  const std::string untied = scratch.copy_of("hf_gpt2_hub_layout", "untied");
+  edit_config(untied, [](json& j) { j["tie_word_embeddings"] = false; });
+  edit_weights(untied, [](auto& t) {
+    Tensor head = t["lm_head.weight"].clone();
+    head.set({100, 31}, 7.0);
+    t["lm_head.weight"] = head;
+  });
+  train::ImportedGPT model = train::load_hf_gpt2(untied);
+  EXPECT_FALSE(model.model->config().tie_embeddings);
+  EXPECT_EQ(model.model->lm_head->weight.at({100, 31}), 7.0);
+  EXPECT_NE(model.model->wte->weight.at({100, 31}), 7.0);
+  // Untied, the head must be in the file.
+  const std::string headless = scratch.copy_of("hf_gpt2_tiny", "headless");
+  edit_config(headless, [](json& j) { j["tie_word_embeddings"] = false; });
+  expect_refused([&] { train::load_hf_gpt2(headless); }, headless + "/model.safetensors: ",
+                 {"missing tensor 'lm_head.weight'"});
+  // Both export and load back bit for bit, the untied head and the eps included.
+  const std::string out = (scratch.dir / "export").string();
+  train::export_hf_gpt2(*model.model, out);
+  EXPECT_EQ(read_json(out + "/config.json").at("tie_word_embeddings"), false);
+  train::ImportedGPT back = train::load_hf_gpt2(out);
+  const nn::StateDict a = model.model->state_dict(), b = back.model->state_dict();
+  for (const auto& [name, t] : a) EXPECT_TRUE(bitwise_equal(t, b.at(name))) << name;
+  const std::string eps_out = (scratch.dir / "eps_export").string();
+  train::export_hf_gpt2(*eps.model, eps_out);
+  EXPECT_EQ(read_json(eps_out + "/config.json").at("layer_norm_epsilon"), 1e-6);
+  EXPECT_EQ(train::load_hf_gpt2(eps_out).model->config().norm_eps, 1e-6);
 }

@@ -132,6 +132,21 @@ void check_file_tensors(const SafeTensorsReader& file, const std::map<std::strin
       fail("unexpected tensor '" + entry.first + "'");
 }
 
+std::set<int64_t> file_layer_indices(const SafeTensorsReader& file, const std::string& layers_prefix) {
+  std::set<int64_t> layers;
+  for (const auto& entry : file.tensors()) {
+    const std::string& name = entry.first;
+    if (name.compare(0, layers_prefix.size(), layers_prefix) != 0) continue;
+    const std::size_t dot = name.find('.', layers_prefix.size());
+    const std::string index =
+        name.substr(layers_prefix.size(), dot == std::string::npos ? std::string::npos : dot - layers_prefix.size());
+    if (index.empty() || index.size() > 9 || index.find_first_not_of("0123456789") != std::string::npos)
+      throw std::invalid_argument(file.source() + ": unexpected tensor '" + name + "'");
+    layers.insert(std::stoll(index));
+  }
+  return layers;
+}
+
 void read_placements(const SafeTensorsReader& file, const std::vector<TensorPlacement>& placements) {
   NoGradGuard no_grad;
   for (const TensorPlacement& p : placements) {

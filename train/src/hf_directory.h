@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,11 @@ Shape file_shape(const Shape& shape, FileLayout layout);
 // std::invalid_argument "<file>: ..." naming the first tensor that disagrees.
 void check_file_tensors(const SafeTensorsReader& file, const std::map<std::string, Shape>& expected,
                         bool (*ignored)(const std::string& name));
+
+// The layer indices i of the file's tensors named <layers_prefix><i>.* ("transformer.h.", "model.layers."),
+// so that the list of expected tensors is only made for a model of the file's size. A name whose index is
+// not a number is refused as an unexpected tensor.
+std::set<int64_t> file_layer_indices(const SafeTensorsReader& file, const std::string& layers_prefix);
 
 // Reads each placement's tensor into its destination (a transposed one through one temporary of its
 // size), then checks its values are finite. Throws std::invalid_argument "<file>: tensor '<name>' ...".

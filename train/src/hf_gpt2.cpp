@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <limits>
 #include <set>
 #include <stdexcept>
 #include <utility>
@@ -25,7 +26,7 @@ const char* kModelType = "gpt2";
 const char* kArchitecture = "GPT2LMHeadModel";
 const char* kPrefix = "transformer.";  // minitrain's names and save_pretrained's start with it
 const char* kHead = "lm_head.weight";
-const double kLayerNormEps = 1e-5;      // minitrain's LayerNorm in the GPT (GPTConfig has no eps)
+const double kLayerNormEps = 1e-5;      // GPT2Config's layer_norm_epsilon default
 const int64_t kGpt2Vocabulary = 50257;  // GPT-2's BPE vocabulary; its last id is <|endoftext|>
 
 // activation_function <-> Activation, read both ways; the first name of a kind is the one written.
@@ -63,7 +64,6 @@ std::vector<Gpt2Tensor> gpt2_layout(int64_t n_layer) {
   return out;
 }
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -77,7 +77,18 @@ bool is_mask_buffer(const std::string& name) {
 std::string architecture_mismatch(const nn::GPTConfig& c) {
   if (!c.bias) return "GPT-2 has biases in every Linear and LayerNorm, this model has none (bias false)";
   if (c.positional != nn::PositionalEncoding::Learned)
-    return "GPT-2 learns its position embeddings (wpe), this model uses sinusoidal ones";
+    return std::string("GPT-2 learns its position embeddings (wpe), this model uses ") +
+           (c.positional == nn::PositionalEncoding::Sinusoidal ? "sinusoidal ones"
+            : c.positional == nn::PositionalEncoding::Rotary   ? "rotary ones"
+                                                                : "none");
+  if (c.norm != nn::NormType::LayerNorm) return "GPT-2 uses LayerNorm, this model RMSNorm (norm)";
+  if (c.gated_mlp) return "GPT-2's MLP is not gated, this model's is (gated_mlp)";
+  if (c.mlp_hidden_size() != 4 * c.n_embd)
+    return "GPT-2's MLP is 4 * n_embd = " + std::to_string(4 * c.n_embd) + " wide, this model's " +
+           std::to_string(c.mlp_hidden_size()) + " (mlp_hidden)";
+  if (c.kv_heads() != c.n_head) return "GPT-2 has as many key/value heads as query heads, this model fewer (n_kv_head)";
+  if (c.qk_norm) return "GPT-2 has no QK-norm (qk_norm)";
+  if (c.logit_softcap != 0) return "GPT-2 does not soft-cap its logits (logit_softcap)";
   const double standard = 1.0 / std::sqrt(static_cast<double>(c.n_embd / c.n_head));
   if (!std::isnan(c.attention_scale) && c.attention_scale != standard && c.attention_scale != 1.0)
     return "GPT-2 scales attention by 1/sqrt(head size) = " + std::to_string(standard) +
@@ -128,11 +139,9 @@ nn::GPTConfig config_from_json(const json& j, const std::string& source) {
       refuse("n_inner", "is " + std::to_string(n_inner) + "; minitrain's MLP is 4 * n_embd = " +
                             std::to_string(4 * c.n_embd) + " wide");
   }
-  const double eps = optional_field(j, "layer_norm_epsilon", kLayerNormEps,
-                                    [&] { return detail::number_field(j, "layer_norm_epsilon", what, 0.0, 1.0); });
-  if (eps != kLayerNormEps)
-    refuse("layer_norm_epsilon", "is " + j.at("layer_norm_epsilon").dump() +
-                                     "; minitrain's GPT uses LayerNorm eps 1e-5 (GPTConfig has no eps setting)");
+  c.norm_eps = optional_field(j, "layer_norm_epsilon", kLayerNormEps, [&] {
+    return detail::number_field(j, "layer_norm_epsilon", what, std::numeric_limits<double>::min(), 1.0);
+  });
   const std::pair<const char*, const char*> unsupported[] = {
       {"scale_attn_by_inverse_layer_idx", "is true; minitrain's GPT has one attention scale for every layer"},
       {"add_cross_attention", "is true; minitrain's GPT has no cross-attention"}};
@@ -140,8 +149,8 @@ nn::GPTConfig config_from_json(const json& j, const std::string& source) {
     if (optional_field(j, field, false, [&, f = field] { return detail::bool_field(j, f, what); })) refuse(field, why);
   // Only the order of float16 operations: the same function in float32.
   optional_field(j, "reorder_and_upcast_attn", false, [&] { return detail::bool_field(j, "reorder_and_upcast_attn", what); });
-  if (!optional_field(j, "tie_word_embeddings", true, [&] { return detail::bool_field(j, "tie_word_embeddings", what); }))
-    refuse("tie_word_embeddings", "is false; minitrain's GPT ties its head to the token embedding");
+  c.tie_embeddings =
+      optional_field(j, "tie_word_embeddings", true, [&] { return detail::bool_field(j, "tie_word_embeddings", what); });
   if (!optional_field(j, "scale_attn_weights", true, [&] { return detail::bool_field(j, "scale_attn_weights", what); }))
     c.attention_scale = 1.0;
 
@@ -162,22 +171,6 @@ nn::GPTConfig config_from_json(const json& j, const std::string& source) {
     throw std::invalid_argument(source + ": " + e.what());
   }
   return c;
-}
-
-// The layer indices of the tensors named <prefix>h.<i>.*; a name whose index is not a number is refused.
-std::set<int64_t> file_layers(const SafeTensorsReader& file, const std::string& prefix) {
-  std::set<int64_t> layers;
-  const std::string h = prefix + "h.";
-  for (const auto& entry : file.tensors()) {
-    const std::string& name = entry.first;
-    if (!starts_with(name, h)) continue;
-    const std::size_t dot = name.find('.', h.size());
-    const std::string index = name.substr(h.size(), dot == std::string::npos ? std::string::npos : dot - h.size());
-    if (index.empty() || index.size() > 9 || index.find_first_not_of("0123456789") != std::string::npos)
-      throw std::invalid_argument(file.source() + ": unexpected tensor '" + name + "'");
-    layers.insert(std::stoll(index));
-  }
-  return layers;
 }
 
 }  // namespace
@@ -203,13 +196,13 @@ std::string gpt2_config_to_hf(const nn::GPTConfig& c) {
   j["n_head"] = c.n_head;
   j["n_inner"] = nullptr;  // 4 * n_embd
   j["activation_function"] = activation;
-  j["layer_norm_epsilon"] = kLayerNormEps;
+  j["layer_norm_epsilon"] = c.norm_eps;
   j["resid_pdrop"] = j["embd_pdrop"] = j["attn_pdrop"] = c.dropout;
   j["scale_attn_weights"] = std::isnan(c.attention_scale) || c.attention_scale != 1.0;
   j["scale_attn_by_inverse_layer_idx"] = false;
   j["reorder_and_upcast_attn"] = false;
   j["add_cross_attention"] = false;
-  j["tie_word_embeddings"] = true;
+  j["tie_word_embeddings"] = c.tie_embeddings;
   j["initializer_range"] = 0.02;
   j["use_cache"] = true;
   j["torch_dtype"] = "float32";
@@ -231,7 +224,7 @@ ImportedGPT load_hf_gpt2(const std::string& dir, const ImportSettings& settings)
   auto file_name = [&](const std::string& name) { return prefix + name.substr(std::string(kPrefix).size()); };
 
   // The layer count first, so that the list of expected tensors is only made for a model of the file's size.
-  const std::set<int64_t> layers = file_layers(file, prefix);
+  const std::set<int64_t> layers = detail::file_layer_indices(file, prefix + "h.");
   if (static_cast<int64_t>(layers.size()) != config.n_layer)
     throw std::invalid_argument(file.source() + ": holds " + std::to_string(layers.size()) +
                                 " layers but config.json says n_layer " + std::to_string(config.n_layer));
@@ -239,7 +232,8 @@ ImportedGPT load_hf_gpt2(const std::string& dir, const ImportSettings& settings)
   const std::map<std::string, Shape> shapes = nn::GPT::parameter_shapes(config);
   std::map<std::string, Shape> expected;
   for (const Gpt2Tensor& t : layout) expected[file_name(t.name)] = detail::file_shape(shapes.at(t.name), t.layout);
-  const bool has_head = file.contains(kHead);
+  // Tied, save_pretrained leaves lm_head.weight out (the hub's file has it); untied, it must be there.
+  const bool has_head = file.contains(kHead) || !config.tie_embeddings;
   if (has_head) expected[kHead] = shapes.at(kHead);
   detail::check_file_tensors(file, expected, [](const std::string& name) { return is_mask_buffer(name); });
 
@@ -249,8 +243,9 @@ ImportedGPT load_hf_gpt2(const std::string& dir, const ImportSettings& settings)
   const nn::StateDict params = out.model->state_dict();
   std::vector<detail::TensorPlacement> placements;
   for (const Gpt2Tensor& t : layout) placements.push_back({file_name(t.name), params.at(t.name), t.layout});
+  if (!config.tie_embeddings) placements.push_back({kHead, params.at(kHead), FileLayout::AsIs});
   detail::read_placements(file, placements);
-  if (has_head)
+  if (has_head && config.tie_embeddings)
     detail::check_file_tensor_equals(file, kHead, params.at("transformer.wte.weight"), file_name("transformer.wte.weight"),
                                      "minitrain's GPT ties its head to the token embedding");
   out.metadata = file.metadata();
@@ -266,6 +261,7 @@ void export_hf_gpt2(const nn::GPT& model, const std::string& dir,
     Tensor p = params.at(t.name).detach().to(DType::Float32);
     tensors[t.name] = t.layout == FileLayout::Transposed ? p.transpose(0, 1).contiguous() : p.contiguous();
   }
+  if (!model.config().tie_embeddings) tensors[kHead] = params.at(kHead).detach().to(DType::Float32).contiguous();
   std::map<std::string, std::string> metadata = extra_metadata;
   metadata["format"] = "pt";  // transformers refuses a safetensors file without it
   detail::write_hf_directory(dir, config, tensors, metadata);
