@@ -1,6 +1,7 @@
 #include <minitrain/train/hf_checkpoint.h>
 
 #include <minitrain/train/hf_gpt2.h>
+#include <minitrain/train/hf_llama.h>
 
 #include "hf_directory.h"
 
@@ -12,7 +13,8 @@ namespace minitrain::train {
 namespace {
 
 // model_type -> reader. A new family adds its line here and its layout in a file of its own.
-const std::pair<const char*, ImportedGPT (*)(const std::string&, const ImportSettings&)> kReaders[] = {{"gpt2", &load_hf_gpt2}};
+const std::pair<const char*, ImportedGPT (*)(const std::string&, const ImportSettings&)> kReaders[] = {
+    {"gpt2", &load_hf_gpt2}, {"llama", &load_hf_llama}};
 
 }  // namespace
 
