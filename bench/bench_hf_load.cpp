@@ -1,7 +1,11 @@
-// bench_hf_load: the peak memory of loading a Hugging Face GPT-2 directory, against the file and the model.
+// bench_hf_load: the peak memory of loading a Hugging Face GPT-2 or Llama directory, against the file and
+// the model.
 //
-//   ./build/bench/bench_hf_load                 # 124M parameters: GPT-2 small's shape
-//   ./build/bench/bench_hf_load --n_layer 2     # quicker, same shape otherwise
+//   ./build/bench/bench_hf_load                  # 124M parameters: GPT-2 small's shape
+//   ./build/bench/bench_hf_load --n_layer 2      # quicker, same shape otherwise
+//   ./build/bench/bench_hf_load --family llama   # 125M parameters, Llama-shaped: n_layer 12, n_head 12,
+//                                                # n_kv_head 4, n_embd 768, intermediate 2048, vocab 32000,
+//                                                # untied head (export_hf_llama, load_hf_llama)
 //
 // Writes a GPT-2-shaped model (n_layer 12, n_head 12, n_embd 768, vocab 50257, n_positions 1024; random
 // weights) with export_hf_gpt2 into a temporary directory, then loads it in fresh processes (this program
@@ -14,7 +18,9 @@
 #include <minitrain/core/regular_file.h>
 #include <minitrain/core/safetensors.h>
 #include <minitrain/nn/gpt.h>
+#include <minitrain/train/hf_checkpoint.h>
 #include <minitrain/train/hf_gpt2.h>
+#include <minitrain/train/hf_llama.h>
 
 #include <CLI/CLI.hpp>
 
@@ -58,21 +64,46 @@ double status_mib(const std::string& field) {
 double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
 // Loads `dir` one way and prints one line: "<mode> before <MiB> peak <MiB> seconds <s> params <n>".
-int child(const std::string& mode, const std::string& dir) {
+// The benchmark's model of `family` with `n_layer` layers.
+nn::GPTConfig bench_config(const std::string& family, int64_t n_layer) {
+  nn::GPTConfig config;
+  config.n_layer = n_layer;
+  config.n_head = 12;
+  config.n_embd = 768;
+  if (family == "llama") {
+    config.n_kv_head = 4;
+    config.vocab_size = 32000;
+    config.block_size = 2048;
+    config = nn::llama_style(config);
+    config.mlp_hidden = 2048;
+    return config;
+  }
+  config.vocab_size = 50257;
+  config.block_size = 1024;
+  config.bias = true;
+  config.activation = nn::Activation::GeluTanh;
+  return config;
+}
+
+nn::GPTConfig config_from_hf(const std::string& family, const std::string& dir) {
+  const std::string text = read_regular_file((fs::path(dir) / "config.json").string());
+  return family == "llama" ? train::llama_config_from_hf(text) : train::gpt2_config_from_hf(text);
+}
+
+int child(const std::string& mode, const std::string& dir, const std::string& family) {
   const double before = peak_rss_mib();
   const auto start = std::chrono::steady_clock::now();
   int64_t params = 0;
   if (mode == "build") {
-    nn::GPTConfig config = train::gpt2_config_from_hf(read_regular_file((fs::path(dir) / "config.json").string()));
-    nn::GPT model(config);  // the constructor's own initialisation, nothing read
+    nn::GPT model(config_from_hf(family, dir));  // the constructor's own initialisation, nothing read
     params = model.num_parameters();
   } else if (mode == "load") {
-    train::ImportedGPT imported = train::load_hf_gpt2(dir);
+    train::ImportedGPT imported = train::load_hf_checkpoint(dir);  // load_hf_gpt2 or load_hf_llama
     params = imported.model->num_parameters();
   } else {
     // The file's tensors in memory (load_safetensors), then the model built beside them.
     const SafeTensors file = load_safetensors((fs::path(dir) / "model.safetensors").string());
-    train::ImportedGPT imported = train::load_hf_gpt2(dir);
+    train::ImportedGPT imported = train::load_hf_checkpoint(dir);
     params = imported.model->num_parameters();  // `file` is still held here, at the peak
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -131,17 +162,12 @@ ChildReport parse(const std::string& line) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  nn::GPTConfig config;
-  config.n_layer = 12;
-  config.n_head = 12;
-  config.n_embd = 768;
-  config.vocab_size = 50257;
-  config.block_size = 1024;
-  config.bias = true;
-  config.activation = nn::Activation::GeluTanh;
+  int64_t n_layer = 12;
+  std::string family = "gpt2";
   std::string double_copy_dir, child_dir, write_dir, build_dir, keep;
-  CLI::App app{"Peak memory of load_hf_gpt2 on a GPT-2-shaped checkpoint"};
-  app.add_option("--n_layer", config.n_layer, "layers (GPT-2 small: 12)")->capture_default_str();
+  CLI::App app{"Peak memory of loading a GPT-2- or Llama-shaped Hugging Face checkpoint"};
+  app.add_option("--n_layer", n_layer, "layers (GPT-2 small: 12)")->capture_default_str();
+  app.add_option("--family", family, "gpt2 or llama")->check(CLI::IsMember({"gpt2", "llama"}))->capture_default_str();
   app.add_option("--keep", keep, "write the checkpoint here and keep it (default: a temporary directory)");
   app.add_option("--child_load", child_dir, "internal: load this directory and report");
   app.add_option("--child_double_copy", double_copy_dir, "internal: load this directory beside load_safetensors' copy");
@@ -149,12 +175,14 @@ int main(int argc, char** argv) {
   app.add_option("--child_write", write_dir, "internal: write the checkpoint into this directory");
   CLI11_PARSE(app, argc, argv);
   try {
-    if (!child_dir.empty()) return child("load", child_dir);
-    if (!build_dir.empty()) return child("build", build_dir);
-    if (!double_copy_dir.empty()) return child("double_copy", double_copy_dir);
+    if (!child_dir.empty()) return child("load", child_dir, family);
+    if (!build_dir.empty()) return child("build", build_dir, family);
+    if (!double_copy_dir.empty()) return child("double_copy", double_copy_dir, family);
+    const nn::GPTConfig config = bench_config(family, n_layer);
     if (!write_dir.empty()) {
       nn::GPT model(config);
-      train::export_hf_gpt2(model, write_dir);
+      if (family == "llama") train::export_hf_llama(model, write_dir);
+      else train::export_hf_gpt2(model, write_dir);
       return 0;
     }
 
@@ -165,25 +193,27 @@ int main(int argc, char** argv) {
       dir = pattern;
     }
     const auto start = std::chrono::steady_clock::now();
-    run_self({"--child_write", dir, "--n_layer", std::to_string(config.n_layer)});
+    run_self({"--child_write", dir, "--n_layer", std::to_string(config.n_layer), "--family", family});
     const double write_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double file_bytes = static_cast<double>(fs::file_size(fs::path(dir) / "model.safetensors"));
     const ChildReport load = parse(run_self({"--child_load", dir}));
     const ChildReport naive = parse(run_self({"--child_double_copy", dir}));
-    const ChildReport build = parse(run_self({"--child_build", dir}));
+    const ChildReport build = parse(run_self({"--child_build", dir, "--family", family}));
     if (keep.empty()) fs::remove_all(dir);
 
     const double model_mib = mib(4.0 * static_cast<double>(load.params));
     const double file_mib = mib(file_bytes);
     const double target = model_mib + 0.2 * file_mib + load.before;
-    std::printf("GPT-2 shape: n_layer %lld, n_head %lld, n_embd %lld, vocab %lld, n_positions %lld: %lld parameters\n",
-                static_cast<long long>(config.n_layer), static_cast<long long>(config.n_head),
+    std::printf("%s shape: n_layer %lld, n_head %lld, n_kv_head %lld, n_embd %lld, vocab %lld, positions %lld: %lld parameters\n",
+                family == "llama" ? "Llama" : "GPT-2", static_cast<long long>(config.n_layer),
+                static_cast<long long>(config.n_head), static_cast<long long>(config.kv_heads()),
                 static_cast<long long>(config.n_embd), static_cast<long long>(config.vocab_size),
                 static_cast<long long>(config.block_size), load.params);
     std::printf("file model.safetensors %.1f MiB (written in %.1f s), model float32 %.1f MiB\n", file_mib, write_s,
                 model_mib);
     std::printf("%-14s %12s %12s %14s %10s %8s\n", "", "RSS before", "peak RSS", "peak - before", "x file", "load s");
-    for (const auto& [name, r] : {std::make_pair("load_hf_gpt2", load), std::make_pair("double copy", naive),
+    const std::string loader = "load_hf_" + family;
+    for (const auto& [name, r] : {std::make_pair(loader.c_str(), load), std::make_pair("double copy", naive),
                                   std::make_pair("nn::GPT only", build)})
       std::printf("%-14s %8.1f MiB %8.1f MiB %10.1f MiB %10.2f %8.2f\n", name, r.before, r.peak, r.peak - r.before,
                   (r.peak - r.before) / file_mib, r.seconds);
