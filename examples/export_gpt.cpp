@@ -2,11 +2,13 @@
 // GPT.load_state_dict(..., strict=True) (see train/include/minitrain/train/nanogpt_io.h for the layout), or
 // with --format hf-gpt2 as a Hugging Face GPT-2 directory that transformers loads with
 // GPT2LMHeadModel.from_pretrained (train/include/minitrain/train/hf_gpt2.h; the model needs biases:
-// train_gpt --bias true).
+// train_gpt --bias true), or with --format hf-llama as a LlamaForCausalLM directory
+// (train/include/minitrain/train/hf_llama.h; the model needs the Llama architecture: train_gpt --preset llama).
 //
 //   ./build/examples/export_gpt --out_dir out                       # -> out/model.safetensors
 //   ./build/examples/export_gpt --out_dir out --output m.safetensors --probe probe.safetensors
 //   ./build/examples/export_gpt --out_dir out --format hf-gpt2      # -> out/hf/{config.json, model.safetensors}
+//   ./build/examples/export_gpt --out_dir out --format hf-llama     # the same, LlamaForCausalLM
 //
 // --probe also writes a few token sequences ("idx", float64 ids) and minitrain's logits for them
 // ("logits", float32, eval mode), so tests/reference/check_export.py can compare PyTorch's logits.
@@ -17,6 +19,7 @@
 #include <minitrain/train/checkpoint.h>
 #include <minitrain/train/gpt_config_io.h>
 #include <minitrain/train/hf_gpt2.h>
+#include <minitrain/train/hf_llama.h>
 #include <minitrain/train/nanogpt_io.h>
 
 #include <CLI/CLI.hpp>
@@ -57,17 +60,18 @@ int main(int argc, char** argv) {
   std::string out_dir = "out", output, probe, format = "nanogpt";
   CLI::App app{"Export a minitrain GPT checkpoint as a nanoGPT (PyTorch) state dict in safetensors"};
   app.add_option("--out_dir", out_dir, "directory holding ckpt.safetensors")->capture_default_str();
-  app.add_option("--format", format, "nanogpt: one safetensors state dict; hf-gpt2: a Hugging Face GPT-2 directory")
-      ->check(CLI::IsMember({"nanogpt", "hf-gpt2"}))->capture_default_str();
+  app.add_option("--format", format, "nanogpt: one safetensors state dict; hf-gpt2 / hf-llama: a Hugging Face "
+                 "GPT2LMHeadModel / LlamaForCausalLM directory")
+      ->check(CLI::IsMember({"nanogpt", "hf-gpt2", "hf-llama"}))->capture_default_str();
   app.add_option("--output", output,
-                 "file to write (default: <out_dir>/model.safetensors); with --format hf-gpt2 the directory "
+                 "file to write (default: <out_dir>/model.safetensors); with --format hf-* the directory "
                  "(default: <out_dir>/hf)");
   app.add_option("--probe", probe, "also write probe tokens and minitrain's logits to this file");
   CLI11_PARSE(app, argc, argv);
   std::signal(SIGXFSZ, SIG_IGN);  // past `ulimit -f`, a clear write error instead of a silent kill
   try {
     const std::string ckpt = (std::filesystem::path(out_dir) / "ckpt.safetensors").string();
-    const bool hf = format == "hf-gpt2";
+    const bool hf = format == "hf-gpt2" || format == "hf-llama";
     if (output.empty()) output = (std::filesystem::path(out_dir) / (hf ? "hf" : "model.safetensors")).string();
     // The files written: the state dict, or the directory's model.safetensors and config.json.
     const std::string weights = hf ? (std::filesystem::path(output) / "model.safetensors").string() : output;
@@ -91,10 +95,15 @@ int main(int argc, char** argv) {
     std::map<std::string, std::string> extra;
     if (c.metadata.count("tokenizer")) extra["tokenizer"] = c.metadata.at("tokenizer");
     std::string config_json;
-    if (hf) {
+    if (format == "hf-gpt2") {
       config_json = train::gpt2_config_to_hf(model.config());  // refuses a model GPT-2 cannot express first
       train::export_hf_gpt2(model, output, extra);
       std::cout << "wrote " << output << " (config.json and model.safetensors: GPT2LMHeadModel, config "
+                << config_json << ")\n";
+    } else if (format == "hf-llama") {
+      config_json = train::llama_config_to_hf(model.config());  // refuses a model Llama cannot express first
+      train::export_hf_llama(model, output, extra);
+      std::cout << "wrote " << output << " (config.json and model.safetensors: LlamaForCausalLM, config "
                 << config_json << ")\n";
     } else {
       config_json = train::nanogpt_config_to_json(model.config());
