@@ -248,3 +248,27 @@ TEST(ModernGPT, TyingKeepsTheSeedsWeights) {
   EXPECT_THROW(nn::Linear(zeros({3}), Tensor()), std::invalid_argument);
   EXPECT_THROW(nn::Linear(zeros({3, 2}), zeros({2})), std::invalid_argument);
 }
+
+// Masks with grouped kv heads: both paths agree, and a padded key changes nothing (the mask follows the
+// split of the query heads into groups).
+TEST(ModernGPT, GroupedAttentionWithMasks) {
+  nn::AttentionOptions o;
+  o.n_embd = 16, o.n_head = 4, o.n_kv_head = 2, o.qk_norm = true, o.rotary = true;
+  nn::MultiHeadAttention attn(o);
+  attn.to(DType::Float64);
+  perturb_parameters(attn, 21, 0.3);
+  const Tensor q = rnd({2, 3, 16}, 22), kv = rnd({2, 5, 16}, 23);
+  nn::AttentionMasks masks;
+  masks.key_padding_mask = from_vector(std::vector<bool>{0, 0, 0, 1, 1, 0, 1, 0, 0, 0}, {2, 5});
+  masks.attn_mask = from_vector(std::vector<bool>{1, 1, 0, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1}, {1, 1, 3, 5});
+  attn.path = nn::AttentionPath::Fused;
+  const Tensor fused = attn.forward(q, kv, kv, masks);
+  attn.path = nn::AttentionPath::Composed;
+  const Tensor composed = attn.forward(q, kv, kv, masks);
+  EXPECT_LE(max_abs_diff(fused, composed), 1e-12);
+  // Changing the padded key (batch 0, position 3) leaves batch 0's output alone.
+  Tensor other = kv.clone();
+  for (int64_t c = 0; c < 16; ++c) other.set({0, 3, c}, 5.0);
+  attn.path = nn::AttentionPath::Fused;
+  EXPECT_LE(max_abs_diff(attn.forward(q, other, other, masks).narrow(0, 0, 1), fused.narrow(0, 0, 1)), 1e-12);
+}
