@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -53,6 +54,8 @@ Tensor MLP::forward(const Tensor& x) {
 
 int64_t GPTConfig::mlp_hidden_size() const {
   if (mlp_hidden > 0) return mlp_hidden;
+  if (n_embd > std::numeric_limits<int64_t>::max() / 16)  // 8C + 65 below must not overflow
+    throw std::invalid_argument("GPTConfig: the MLP width of n_embd " + std::to_string(n_embd) + " overflows int64");
   if (!gated_mlp) return 4 * n_embd;
   const int64_t two_thirds = (8 * n_embd + 2) / 3;  // ceil(8C / 3)
   return (two_thirds + 63) / 64 * 64;

@@ -272,3 +272,11 @@ TEST(ModernGPT, GroupedAttentionWithMasks) {
   attn.path = nn::AttentionPath::Fused;
   EXPECT_LE(max_abs_diff(attn.forward(q, other, other, masks).narrow(0, 0, 1), fused.narrow(0, 0, 1)), 1e-12);
 }
+
+// The default MLP width is computed from n_embd: a config whose width overflows is refused, not wrapped.
+TEST(ModernGPT, MlpWidthOverflowIsRefused) {
+  nn::GPTConfig c = sizes(8, 11, 1, 1, int64_t{1} << 61);
+  c.gated_mlp = true;
+  EXPECT_THROW(c.mlp_hidden_size(), std::invalid_argument);
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+}
