@@ -25,7 +25,6 @@ bias to 0, where a misplaced tensor would not show: after construction every par
   Metadata: the torch and transformers versions.
 """
 import argparse
-import filecmp
 import os
 import platform
 import shutil
@@ -88,10 +87,6 @@ def build_all(out_dir):
     st_io.save(os.path.join(out_dir, "hf_llama_reference.safetensors"), out, meta)
 
 
-def _files(root):
-    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
@@ -104,22 +99,7 @@ def main():
     differ = 0
     try:
         build_all(work)
-        for path in _files(work):
-            mine, committed = os.path.join(work, path), os.path.join(args.out_dir, path)
-            if args.check:
-                same = os.path.exists(committed) and filecmp.cmp(mine, committed, shallow=False)
-                differ += not same
-                print("%-48s %8d bytes  %s" % (path, os.path.getsize(mine), "identical" if same else "DIFFERS"))
-            else:
-                os.makedirs(os.path.dirname(committed) or ".", exist_ok=True)
-                shutil.copyfile(mine, committed)
-                print("wrote %s (%d bytes)" % (committed, os.path.getsize(mine)))
-        if args.check:
-            extra = [p for n in names for p in _files(os.path.join(args.out_dir, n))
-                     if os.path.isdir(os.path.join(args.out_dir, n)) and not os.path.exists(os.path.join(work, n, p))]
-            for p in extra:
-                print("%-48s committed but no longer generated" % p)
-            differ += len(extra)
+        differ = st_io.write_or_check_tree(work, args.out_dir, names, args.check)
     finally:
         shutil.rmtree(work)
     import transformers

@@ -70,6 +70,39 @@ def write_or_check(files, out_dir, check):
     return differ
 
 
+def _files(root):
+    """Every file under root, as paths relative to it, sorted."""
+    return sorted(os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs)
+
+
+def write_or_check_tree(work, out_dir, names, check):
+    """The files generated under `work` (directories such as save_pretrained writes, or single files) copied
+    to out_dir, or with `check` compared with the committed ones; with `check`, a committed file inside one of
+    the directories `names` that is no longer generated counts as differing too. Prints one line per file;
+    returns how many differ (0 when writing)."""
+    differ = 0
+    for path in _files(work):
+        mine, committed = os.path.join(work, path), os.path.join(out_dir, path)
+        with open(mine, "rb") as f:
+            blob = f.read()
+        if check:
+            same = os.path.exists(committed) and open(committed, "rb").read() == blob
+            differ += not same
+            print("%-48s %8d bytes  %s" % (path, len(blob), "identical" if same else "DIFFERS"))
+        else:
+            os.makedirs(os.path.dirname(committed) or ".", exist_ok=True)
+            with open(committed, "wb") as f:
+                f.write(blob)
+            print("wrote %s (%d bytes)" % (committed, len(blob)))
+    if check:
+        extra = [p for n in names if os.path.isdir(os.path.join(out_dir, n))
+                 for p in _files(os.path.join(out_dir, n)) if not os.path.exists(os.path.join(work, n, p))]
+        for p in extra:
+            print("%-48s committed but no longer generated" % p)
+        differ += len(extra)
+    return differ
+
+
 def load(path):
     """Returns ({name: tensor}, metadata). F32, F64, I64 and BOOL; enough checks for files we trust."""
     with open(path, "rb") as f:
