@@ -4,6 +4,7 @@
 #include <minitrain/train/hf_gpt2.h>
 
 #include "config_json.h"
+#include "ends_with.h"
 #include "hf_directory.h"
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@ namespace minitrain::train {
 
 using nlohmann::json;
 using detail::FileLayout;
+using detail::ends_with;
 
 namespace {
 
@@ -62,10 +64,6 @@ std::vector<Gpt2Tensor> gpt2_layout(int64_t n_layer) {
   out.push_back({"transformer.ln_f.weight", FileLayout::AsIs});
   out.push_back({"transformer.ln_f.bias", FileLayout::AsIs});
   return out;
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // The causal-mask buffers of older transformers (h.<i>.attn.bias, h.<i>.attn.masked_bias): not weights.

@@ -4,6 +4,7 @@
 #include <minitrain/train/hf_llama.h>
 
 #include "config_json.h"
+#include "ends_with.h"
 #include "hf_directory.h"
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,8 @@
 namespace minitrain::train {
 
 using nlohmann::json;
+
+using detail::ends_with;
 
 namespace {
 
@@ -74,10 +77,6 @@ Shape file_shape(const Shape& param_shape, const LlamaTensor& t) {
   Shape s = param_shape;
   if (t.rows != 0) s[0] = t.rows;
   return s;
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Older transformers saved each layer's rotary frequencies (self_attn.rotary_emb.inv_freq): not weights.

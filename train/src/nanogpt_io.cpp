@@ -5,6 +5,7 @@
 #include <minitrain/train/gpt_config_io.h>
 
 #include "config_json.h"
+#include "ends_with.h"
 
 #include <nlohmann/json.hpp>
 
@@ -15,14 +16,12 @@ namespace minitrain::train {
 
 using nlohmann::json;
 
+using detail::ends_with;
+
 namespace {
 
 const char* kWte = "transformer.wte.weight";
 const char* kHead = "lm_head.weight";
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // Why a model cannot be written in nanoGPT's layout, or "" if it can.
 std::string architecture_mismatch(const nn::GPTConfig& c) {
